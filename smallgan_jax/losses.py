@@ -1,0 +1,42 @@
+"""GAN objectives, written on the critic's raw outputs (logits).
+
+Each generator loss takes per-sample `weights`, so top-k training (see `topk.py`) and plain training
+share one code path: plain training passes ones, top-k passes a renormalised 0/1 mask.
+"""
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def non_saturating_d_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """Paper Eq. 1: -log D(x) - log(1 - D(G(z))), with D = sigmoid(logits)."""
+  return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+
+
+def non_saturating_g_loss(fake_logits: jax.Array, weights: jax.Array) -> jax.Array:
+  """Paper Eq. 2 (the non-saturating form): -log D(G(z)), weighted per sample."""
+  return jnp.mean(weights * jax.nn.softplus(-fake_logits))
+
+
+def hinge_d_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """Hinge loss of SN-GAN / SAGAN: relu(1 - D(x)) + relu(1 + D(G(z)))."""
+  return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+
+
+def hinge_g_loss(fake_logits: jax.Array, weights: jax.Array) -> jax.Array:
+  """Hinge generator loss: -D(G(z)), weighted per sample."""
+  return -jnp.mean(weights * fake_logits)
+
+
+_LOSSES = {
+    "non_saturating": (non_saturating_d_loss, non_saturating_g_loss),
+    "hinge": (hinge_d_loss, hinge_g_loss),
+}
+
+
+def get_losses(name: str) -> tuple[Callable, Callable]:
+  """Returns (discriminator_loss, generator_loss) for a loss name from the config."""
+  if name not in _LOSSES:
+    raise ValueError(f"loss={name!r} is not known; expected one of {sorted(_LOSSES)}")
+  return _LOSSES[name]
