@@ -1,0 +1,47 @@
+"""Defaults shared by every config; variants override a few fields.
+
+The values are those of the 2D mixture-of-Gaussians GAN (paper Sec. 4.2), the embedded default.
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # Target distribution.
+  config.dataset = "mog_grid"     # "mog_grid" or "mog_ring".
+  config.num_modes = 25           # grid: a perfect square, 25 ... 100.
+  config.mog_std = 0.05
+  config.mog_spacing = 2.0        # grid means are this far apart, centred on 0.
+  config.ring_radius = 2.0
+
+  # Networks and objective.
+  config.model = "mlp"
+  config.mlp = ml_collections.ConfigDict({"width": 512, "hidden_layers": 3})
+  config.loss = "non_saturating"  # or "hinge".
+  config.z_dim = 2
+  config.prior = "uniform"        # uniform on [-1, 1]^z_dim (the paper's), or "normal".
+
+  # Batches: global sizes, split over all devices. n_dis D updates per G update.
+  config.batch_size = 64
+  config.g_batch_size = 64
+  config.n_dis = 1
+
+  # Core-set over-sampling (paper Sec. 4.1): candidates = factor * batch. 1 = random sampling.
+  config.coreset = ml_collections.ConfigDict({"factor_prior": 4, "factor_target": 8})
+
+  # Top-k generator updates: keep max(gamma^(step // decay_steps), nu) of each G batch.
+  config.topk = ml_collections.ConfigDict({
+      "enabled": False, "gamma": 0.99, "nu": 0.5, "decay_steps": 2000, "scope": "global"})
+
+  config.optim = ml_collections.ConfigDict({
+      "g_lr": 1e-4, "d_lr": 1e-4, "b1": 0.5, "b2": 0.999, "schedule": "constant"})
+
+  config.num_train_steps = 20_000
+  config.log_every_steps = 500
+  config.eval_every_steps = 5_000
+  config.eval_num_samples = 10_000
+  config.checkpoint_every_steps = 5_000
+  config.checkpoint_max_to_keep = 3
+  return config
