@@ -125,3 +125,21 @@ def test_bad_config_values_are_named(key, value, message):
 def test_batch_must_split_over_devices():
   with pytest.raises(ValueError, match="batch_size=16 must be divisible by the 3 devices"):
     train.validate_config(small_config(), num_devices=3)
+
+
+@pytest.mark.parametrize("name", ["toy_mog", "toy_mog_baseline", "toy_mog_topk", "toy_ring"])
+def test_every_config_validates_and_trains_a_step(name):
+  config = __import__(f"configs.{name}", fromlist=["get_config"]).get_config()
+  train.validate_config(config, num_devices=1)
+  config.mlp.width = 16
+  state, step = init(config)
+  state, metrics = step(state)
+  assert int(state.step) == 1 and np.isfinite(float(metrics["g_loss"]))
+
+
+def test_unequal_d_and_g_batches_draw_latents_separately():
+  config = small_config({"g_batch_size": 32, "n_dis": 2})
+  state, step = init(config)
+  state, metrics = step(state)
+  assert int(state.g.step) == 1 and int(state.d.step) == 2
+  assert np.isfinite(float(metrics["g_loss"]))
