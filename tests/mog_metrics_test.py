@@ -15,7 +15,7 @@ MEANS = toy.grid_means(25)  # Spacing 2, so 10 * STD = 0.5 is far from every mod
 def test_samples_on_every_mode_score_full_marks():
   metrics = mog.mode_metrics(np.repeat(MEANS, 4, axis=0), MEANS, STD)
   assert metrics == {"modes_recovered_pct": 100.0, "high_quality_pct": 100.0,
-                     "num_modes_recovered": 25, "num_modes": 25}
+                     "modes_assigned_pct": 100.0, "num_modes_recovered": 25, "num_modes": 25}
 
 
 def test_samples_on_five_modes_recover_twenty_percent():
@@ -36,6 +36,7 @@ def test_modes_with_only_far_samples_are_not_recovered():
   assert metrics["high_quality_pct"] == pytest.approx(50.0)
   assert metrics["num_modes_recovered"] == 10
   assert metrics["modes_recovered_pct"] == pytest.approx(40.0)
+  assert metrics["modes_assigned_pct"] == pytest.approx(80.0)  # The paper's looser count.
 
 
 def test_samples_between_modes_are_low_quality():
