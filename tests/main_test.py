@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -58,7 +59,7 @@ def test_resume_continues_bit_for_bit(trained, tmp_path):
   assert straight.returncode == 0, straight.stderr[-3000:]
   (step_a, a), (step_b, b) = final_params(workdir), final_params(str(tmp_path))
   assert step_a == step_b == 30
-  for x, y in zip(*(__import__("jax").tree.leaves(t) for t in (a, b))):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
 
 

@@ -1,5 +1,6 @@
 """The train step and loop on the 2D toy GAN: real steps on small settings."""
 import functools
+import importlib
 import os
 import subprocess
 import sys
@@ -87,11 +88,11 @@ def test_pmapped_step_on_8_devices_keeps_replicas_identical():
   code = textwrap.dedent("""
       import functools, jax, numpy as np, flax
       from tests.train_test import small_config, init
-      from smallgan_jax import train
+      from smallgan_jax import data, train
       assert jax.device_count() == 8
       config = small_config({"topk.enabled": True, "topk.gamma": 0.5, "topk.decay_steps": 1})
       state, _ = init(config)
-      dataset = __import__("smallgan_jax.data", fromlist=["x"]).get_dataset(config)
+      dataset = data.get_dataset(config)
       p_step = jax.pmap(functools.partial(train.train_step, config=config,
                                           draw_candidates=dataset.draw_candidates,
                                           num_replicas=8), axis_name=train.AXIS)
@@ -129,7 +130,7 @@ def test_batch_must_split_over_devices():
 
 @pytest.mark.parametrize("name", ["toy_mog", "toy_mog_baseline", "toy_mog_topk", "toy_ring"])
 def test_every_config_validates_and_trains_a_step(name):
-  config = __import__(f"configs.{name}", fromlist=["get_config"]).get_config()
+  config = importlib.import_module(f"configs.{name}").get_config()
   train.validate_config(config, num_devices=1)
   config.mlp.width = 16
   state, step = init(config)
