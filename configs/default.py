@@ -35,6 +35,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.topk = ml_collections.ConfigDict({
       "enabled": False, "gamma": 0.99, "nu": 0.5, "decay_steps": 2000, "scope": "global"})
 
+  # Gradient penalty on the critic, added to its loss: weight * mean((||grad_x D|| - center)^2) at
+  # real samples ("real", center 0: R1) or at real/fake interpolates ("interpolates", center 1:
+  # WGAN-GP). Weight 0 turns it off.
+  config.gradient_penalty = ml_collections.ConfigDict({"weight": 0.0, "on": "real", "center": 0.0})
+
   config.optim = ml_collections.ConfigDict({
       "g_lr": 1e-4, "d_lr": 1e-4, "b1": 0.5, "b2": 0.999, "schedule": "constant"})
 

@@ -29,6 +29,22 @@ def hinge_g_loss(fake_logits: jax.Array, weights: jax.Array) -> jax.Array:
   return -jnp.mean(weights * fake_logits)
 
 
+def gradient_penalty(critic: Callable[[jax.Array], jax.Array], points: jax.Array,
+                     center: float) -> jax.Array:
+  """Mean over samples of (||grad_x critic(x)|| - center)^2 at `points`.
+
+  center 0 on real samples is R1 (Mescheder et al. 2018; MEG's energy penalty); center 1 on
+  real/fake interpolates is WGAN-GP (Gulrajani et al. 2017). Samples are independent in the
+  critic (no batch statistics in inference mode), so one gradient of the summed outputs gives
+  every per-sample gradient.
+  """
+  grads = jax.grad(lambda x: jnp.sum(critic(x)))(points)
+  squared_norms = jnp.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=1)
+  if center == 0:  # Exact, and differentiable where a gradient vanishes (sqrt is not at 0).
+    return jnp.mean(squared_norms)
+  return jnp.mean((jnp.sqrt(squared_norms + 1e-12) - center) ** 2)
+
+
 _LOSSES = {
     "non_saturating": (non_saturating_d_loss, non_saturating_g_loss),
     "hinge": (hinge_d_loss, hinge_g_loss),

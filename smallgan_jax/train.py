@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 from smallgan_jax import data, losses, models, sampling, topk
 
 AXIS = "batch"
+PENALTY_POINTS = ("real", "interpolates")
 
 
 class ModelState(train_state.TrainState):
@@ -57,6 +58,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   if not 0 < config.topk.nu <= 1 or not 0 < config.topk.gamma <= 1:
     raise ValueError(f"config.topk gamma={config.topk.gamma}, nu={config.topk.nu}: "
                      "expected both in (0, 1]")
+  gp = config.gradient_penalty
+  if gp.on not in PENALTY_POINTS or not gp.weight >= 0:
+    raise ValueError(f"config.gradient_penalty weight={gp.weight!r}, on={gp.on!r}: expected a "
+                     f"weight >= 0 and `on` one of {PENALTY_POINTS}")
   if not isinstance(config.topk.decay_steps, int) or config.topk.decay_steps < 1:
     raise ValueError(f"config.topk.decay_steps={config.topk.decay_steps!r}: "
                      "expected a positive integer")
@@ -103,23 +108,46 @@ def _pmean(tree: Any, axis_name: Optional[str]) -> Any:
   return tree if axis_name is None else lax.pmean(tree, axis_name)
 
 
-def d_update(d_state: ModelState, batch: tuple[jax.Array, jax.Array], g_state: ModelState,
-             d_loss_fn: Callable, axis_name: Optional[str]) -> tuple[ModelState, dict]:
-  """One discriminator update on a (latents, real samples) pair of core-set batches."""
-  z, real = batch
+def d_penalty(config: ml_collections.ConfigDict, d_state: ModelState, params: Any,
+              real: jax.Array, fake: jax.Array, rng: jax.Array) -> jax.Array:
+  """The config's weighted gradient penalty on the critic; 0 when its weight is 0.
+
+  The critic is applied in inference mode here, so the penalty does not advance batch or
+  spectral-norm statistics a second time in one update.
+  """
+  gp = config.gradient_penalty
+  if gp.weight == 0:
+    return jnp.zeros(())
+  points = real
+  if gp.on == "interpolates":
+    alpha = jax.random.uniform(rng, (real.shape[0],) + (1,) * (real.ndim - 1))
+    points = alpha * real + (1 - alpha) * fake
+  critic = lambda x: apply_model(d_state, params, x, train=False)[0]
+  return gp.weight * losses.gradient_penalty(critic, points, gp.center)
+
+
+def d_update(d_state: ModelState, batch: tuple[jax.Array, jax.Array, jax.Array],
+             g_state: ModelState, config: ml_collections.ConfigDict, d_loss_fn: Callable,
+             axis_name: Optional[str]) -> tuple[ModelState, dict]:
+  """One discriminator update on a (latents, real samples, penalty key) triple."""
+  z, real, rng = batch
   fake, _ = apply_model(g_state, g_state.params, z, train=True)
-  both = jnp.concatenate([real, lax.stop_gradient(fake)])
+  fake = lax.stop_gradient(fake)
+  both = jnp.concatenate([real, fake])
 
   def loss_fn(params):
     logits, collections = apply_model(d_state, params, both, train=True)
     real_logits, fake_logits = jnp.split(logits, 2)
-    return d_loss_fn(real_logits, fake_logits), (collections, real_logits, fake_logits)
+    penalty = d_penalty(config, d_state, params, real, fake, rng)
+    loss = d_loss_fn(real_logits, fake_logits) + penalty
+    return loss, (collections, real_logits, fake_logits, penalty)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  (loss, (collections, real_logits, fake_logits)), grads = grad_fn(d_state.params)
+  (loss, (collections, real_logits, fake_logits, penalty)), grads = grad_fn(d_state.params)
   grads, collections = _pmean((grads, collections), axis_name)
   d_state = d_state.apply_gradients(grads=grads, collections=collections)
-  return d_state, {"d_loss": loss, "d_real": real_logits.mean(), "d_fake": fake_logits.mean()}
+  return d_state, {"d_loss": loss, "d_real": real_logits.mean(), "d_fake": fake_logits.mean(),
+                   "d_penalty": penalty}
 
 
 def generator_weights(config: ml_collections.ConfigDict, step: jax.Array, logits: jax.Array,
@@ -184,8 +212,12 @@ def train_step(state: GANState, *, config: ml_collections.ConfigDict,
   real = sampling.coreset_target(target_rng, draw_candidates, config.n_dis, k_d,
                                  config.coreset.factor_target)
 
-  d_step = functools.partial(d_update, g_state=state.g, d_loss_fn=d_loss_fn, axis_name=axis_name)
-  d_state, d_metrics = lax.scan(d_step, state.d, (z_d, real))
+  # Folded rather than split off, so runs without an interpolation penalty draw what they always drew.
+  penalty_rngs = jax.random.split(jax.random.fold_in(step_rng, 2), config.n_dis)
+
+  d_step = functools.partial(d_update, g_state=state.g, config=config, d_loss_fn=d_loss_fn,
+                             axis_name=axis_name)
+  d_state, d_metrics = lax.scan(d_step, state.d, (z_d, real, penalty_rngs))
   g_state, g_metrics = g_update(state.g, d_state, z_g, state.step, config, g_loss_fn, axis_name)
   metrics = _pmean({**jax.tree.map(jnp.mean, d_metrics), **g_metrics}, axis_name)
   return state.replace(step=state.step + 1, g=g_state, d=d_state, rng=rng), metrics

@@ -51,7 +51,10 @@ def leaves(tree):
 
 @pytest.mark.parametrize("overrides", [
     {}, {"topk.enabled": True}, {"n_dis": 3, "loss": "hinge"},
-    {"coreset.factor_prior": 1, "coreset.factor_target": 1}])
+    {"coreset.factor_prior": 1, "coreset.factor_target": 1},
+    {"gradient_penalty.weight": 1.0},
+    {"gradient_penalty.weight": 0.1, "gradient_penalty.on": "interpolates",
+     "gradient_penalty.center": 1.0}])
 def test_one_step_updates_both_networks(overrides):
   config = small_config(overrides)
   state0, step = init(config)
@@ -116,11 +119,22 @@ def test_pmapped_step_on_8_devices_keeps_replicas_identical():
     ("batch_size", 0, "config.batch_size=0"),
     ("coreset.factor_prior", -1, "config.coreset.factor_prior=-1"),
     ("topk.decay_steps", 0, "config.topk.decay_steps=0"),
-    ("topk.scope", "everywhere", "config.topk.scope='everywhere'")])
+    ("topk.scope", "everywhere", "config.topk.scope='everywhere'"),
+    ("gradient_penalty.weight", -1.0, "weight=-1.0"),
+    ("gradient_penalty.on", "fake", "on='fake'")])
 def test_bad_config_values_are_named(key, value, message):
   config = small_config({key: value})
   with pytest.raises(ValueError, match=message.replace(".", r"\.")):
     train.validate_config(config, num_devices=1)
+
+
+def test_gradient_penalty_enters_the_critic_loss_only_when_weighted():
+  metrics = {w: run_steps(small_config({"gradient_penalty.weight": w}), 1)[1] for w in (0.0, 10.0)}
+  assert float(metrics[0.0]["d_penalty"]) == 0.0
+  assert float(metrics[10.0]["d_penalty"]) > 0.0
+  # Same seed, same first batch and networks: the losses differ by exactly the penalty.
+  np.testing.assert_allclose(float(metrics[10.0]["d_loss"]) - float(metrics[10.0]["d_penalty"]),
+                             float(metrics[0.0]["d_loss"]), rtol=1e-5)
 
 
 def test_batch_must_split_over_devices():
