@@ -101,18 +101,30 @@ def format_table(results, mode_counts):
   return "\n".join(rows)
 
 
+def parse_override(item: str) -> tuple[str, object]:
+  """KEY=VALUE with VALUE a Python literal (1e-3, True, 'linear') or, failing that, a bare string."""
+  key, sep, value = item.partition("=")
+  if not sep or not key:
+    raise argparse.ArgumentTypeError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.g_lr=3e-4")
+  try:
+    return key, ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    return key, value
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--steps", type=int, default=30_000)
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--modes", type=int, nargs="+", default=[25, 49, 64, 81, 100])
   parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-  parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                      help="config overrides for every variant, e.g. optim.g_lr=3e-4")
+  parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", type=parse_override,
+                      help="config overrides for every variant, e.g. optim.g_lr=3e-4 "
+                           "gradient_penalty.on=interpolates")
   parser.add_argument("--save-samples", metavar="PATH.npz",
                       help="also save every run's evaluation samples, keyed by variant")
   args = parser.parse_args()
-  common = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
+  common = dict(args.set)
   print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, steps {args.steps}, "
         f"seeds {args.seeds}, overrides {common}", flush=True)
   results, samples = {}, {}
