@@ -102,7 +102,7 @@ def format_table(results, mode_counts):
 
 
 def parse_override(item: str) -> tuple[str, object]:
-  """KEY=VALUE with VALUE a Python literal (1e-3, True, 'linear') or, failing that, a bare string."""
+  """KEY=VALUE, VALUE a Python literal (1e-3, True, 'linear') or, failing that, a bare string."""
   key, sep, value = item.partition("=")
   if not sep or not key:
     raise argparse.ArgumentTypeError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.g_lr=3e-4")

@@ -212,7 +212,7 @@ def train_step(state: GANState, *, config: ml_collections.ConfigDict,
   real = sampling.coreset_target(target_rng, draw_candidates, config.n_dis, k_d,
                                  config.coreset.factor_target)
 
-  # Folded rather than split off, so runs without an interpolation penalty draw what they always drew.
+  # Folded, not split off, so runs without an interpolation penalty draw what they always drew.
   penalty_rngs = jax.random.split(jax.random.fold_in(step_rng, 2), config.n_dis)
 
   d_step = functools.partial(d_update, g_state=state.g, config=config, d_loss_fn=d_loss_fn,
