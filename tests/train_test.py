@@ -2,6 +2,7 @@
 import functools
 import importlib
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,8 @@ import pytest
 from configs import default
 from smallgan_jax import data, models, train
 
+CONFIGS = sorted(p.stem for p in pathlib.Path(default.__file__).parent.glob("*.py")
+                 if p.stem != "__init__")
 
 def small_config(overrides=None):
   """A tiny toy config; `overrides` maps flattened keys ("topk.enabled") to values."""
@@ -142,7 +145,7 @@ def test_batch_must_split_over_devices():
     train.validate_config(small_config(), num_devices=3)
 
 
-@pytest.mark.parametrize("name", ["toy_mog", "toy_mog_baseline", "toy_mog_topk", "toy_ring"])
+@pytest.mark.parametrize("name", CONFIGS)
 def test_every_config_validates_and_trains_a_step(name):
   config = importlib.import_module(f"configs.{name}").get_config()
   train.validate_config(config, num_devices=1)
