@@ -5,7 +5,7 @@
 Plain GAN at the same setting: add --config.coreset.factor_prior=1 --config.coreset.factor_target=1.
 Without the penalty the generators drop about half of the 100 modes (README, Table 1); with it they
 reach nearly all modes within 25k steps and then gather their samples onto them slowly.
-Measured on the 2-core CPU (jax 0.10.2, ~70 min), modes recovered % / high-quality % at 150k steps:
+Measured on the 2-core CPU (jax 0.10.2, ~75 min), modes recovered % / high-quality % at 150k steps:
 seed 0 100 / 48.83, seed 1 100 / 49.25 (means of the evaluations at 135k-150k: 99.0 / 50.96 and
 99.0 / 47.57; paper Small-GAN: 97.33 / 49.87). The plain GAN does as well: 99 / 58.76 (README).
 """

@@ -18,6 +18,7 @@ from smallgan_jax import data, models, train
 CONFIGS = sorted(p.stem for p in pathlib.Path(default.__file__).parent.glob("*.py")
                  if p.stem != "__init__")
 
+
 def small_config(overrides=None):
   """A tiny toy config; `overrides` maps flattened keys ("topk.enabled") to values."""
   config = default.get_config()
@@ -143,6 +144,10 @@ def test_gradient_penalty_enters_the_critic_loss_only_when_weighted():
 def test_batch_must_split_over_devices():
   with pytest.raises(ValueError, match="batch_size=16 must be divisible by the 3 devices"):
     train.validate_config(small_config(), num_devices=3)
+
+
+def test_config_modules_are_found():
+  assert {"default", "toy_mog", "toy_mog_100", "toy_mog_baseline"} <= set(CONFIGS)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
