@@ -5,9 +5,10 @@
 Plain GAN at the same setting: add --config.coreset.factor_prior=1 --config.coreset.factor_target=1.
 Without the penalty the generators drop about half of the 100 modes (README, Table 1); with it they
 reach nearly all modes within 25k steps and then gather their samples onto them slowly.
-Measured on the 2-core CPU (jax 0.10.2, ~75 min), modes recovered % / high-quality % at 150k steps:
-seed 0 100 / 48.83, seed 1 100 / 49.25 (means of the evaluations at 135k-150k: 99.0 / 50.96 and
-99.0 / 47.57; paper Small-GAN: 97.33 / 49.87). The plain GAN does as well: 99 / 58.76 (README).
+Measured on the 2-core CPU (jax 0.10.2, 40-85 min), modes recovered % / high-quality %, means of
+the evaluations at 135k-150k over seeds 0, 1, 2: 99.33 / 48.88 (per seed 99.0 / 50.96,
+99.0 / 47.57, 100.0 / 48.11; paper Small-GAN: 97.33 / 49.87). The plain GAN does better on high
+quality: 98.75 / 55.72 (README).
 """
 from configs import toy_mog
 
