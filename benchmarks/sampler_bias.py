@@ -3,8 +3,9 @@
 Greedy k-center picks the candidates farthest from those already picked, so a core-set covers more
 modes than a random batch but also over-represents each distribution's edges: real points in the
 tails of their Gaussians and latents near the border of the prior. Both may shape what the GAN
-learns (e.g. the share of high-quality samples at 100 modes, README). Measures, over many batches drawn as
-the train step draws them (`sampling.coreset_target` / `coreset_prior`, the config's factors):
+learns (e.g. the share of high-quality samples at 100 modes, README). Measures, over many batches
+drawn as the train step draws them (`sampling.coreset_target` / `coreset_prior`, the config's
+factors):
 
   python benchmarks/sampler_bias.py --modes=100
 
