@@ -8,6 +8,7 @@ drawn as the train step draws them (`sampling.coreset_target` / `coreset_prior`,
 factors):
 
   python benchmarks/sampler_bias.py --modes=100
+  python benchmarks/sampler_bias.py --modes=100 --target_factors 2 3 4 8 --prior_factors 2 4
 
 target: distinct modes per batch, mean distance of a point to its mode (in std), % beyond 2 std
 (random sampling should give a 2D Gaussian's sqrt(pi/2) = 1.25 std and exp(-2) = 13.5%);
@@ -40,6 +41,10 @@ def main() -> None:
   parser.add_argument("--modes", type=int, default=100, help="grid modes (a perfect square)")
   parser.add_argument("--batches", type=int, default=500, help="batches drawn per sampler")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--target_factors", type=int, nargs="+", default=None,
+                      help="target factors to compare with random sampling (default: the config's)")
+  parser.add_argument("--prior_factors", type=int, nargs="+", default=None,
+                      help="prior factors to compare with random sampling (default: the config's)")
   args = parser.parse_args()
 
   config = toy_mog.get_config()
@@ -49,7 +54,7 @@ def main() -> None:
   target_key, prior_key = jax.random.split(jax.random.PRNGKey(args.seed))
   print(f"{args.modes} grid modes, std {dataset.std}, batch {k}, {args.batches} batches per row")
 
-  for factor in (1, factors.factor_target):
+  for factor in (1, *(args.target_factors or [factors.factor_target])):
     batches = sampling.coreset_target(target_key, dataset.draw_candidates, args.batches, k, factor)
     distinct, mean_dist, tail = target_stats(np.asarray(batches), dataset)
     print(f"target, {factor * k:>4} -> {k}: {distinct:5.1f} distinct modes, mean distance "
@@ -57,7 +62,7 @@ def main() -> None:
 
   norms = {factor: jnp.linalg.norm(sampling.coreset_prior(
       prior_key, args.batches, k, factor, config.z_dim, config.prior), axis=-1)
-           for factor in (1, factors.factor_prior)}
+           for factor in (1, *(args.prior_factors or [factors.factor_prior]))}
   edge = jnp.quantile(norms[1], 0.9)
   for factor, norm in norms.items():
     print(f"prior {config.prior} z_dim {config.z_dim}, {factor * k:>4} -> {k}: "
