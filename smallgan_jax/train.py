@@ -7,6 +7,7 @@ across devices. Models, losses and data come from the config, so a new GAN is a 
 modules, not a new loop.
 """
 import functools
+import json
 import os
 from typing import Any, Callable, Optional
 
@@ -25,6 +26,11 @@ from smallgan_jax import data, losses, models, sampling, topk
 
 AXIS = "batch"
 PENALTY_POINTS = ("real", "interpolates")
+# Config fields a resumed run may change: they set how long it runs and how often it reports, not
+# what it trains (`num_train_steps` is how a run is extended; under `optim.schedule="linear"` it
+# also stretches the decay, which is the point of extending such a run).
+RESUMABLE_KEYS = ("num_train_steps", "log_every_steps", "eval_every_steps", "eval_num_samples",
+                  "checkpoint_every_steps", "checkpoint_max_to_keep")
 
 
 class ModelState(train_state.TrainState):
@@ -250,6 +256,48 @@ def prepare_workdir(workdir: str) -> str:
   return workdir
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """{"a": {"b": 1}} -> {"a.b": 1}, the form of a config's command-line overrides."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def config_path(workdir: str) -> str:
+  return os.path.join(workdir, "config.json")
+
+
+def config_as_json(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort())
+
+
+def check_same_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Refuses a workdir whose run was trained with another config (but for `RESUMABLE_KEYS`):
+  resuming its checkpoint under other hyper-parameters would silently mix two experiments."""
+  if not os.path.exists(config_path(workdir)):
+    return
+  with open(config_path(workdir)) as f:
+    before, now = flatten(json.load(f)), flatten(config_as_json(config))
+  changed = sorted(k for k in before.keys() | now.keys()
+                   if before.get(k) != now.get(k) and k not in RESUMABLE_KEYS)
+  if changed:
+    diffs = ", ".join(f"config.{k}={before.get(k)!r} there, {now.get(k)!r} now" for k in changed)
+    raise ValueError(f"--workdir={workdir!r} holds a run of another config ({diffs}); "
+                     "use another --workdir")
+
+
+def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Records the config the run goes on with, next to its checkpoints."""
+  if jax.process_index() == 0:
+    with open(config_path(workdir), "w") as f:
+      json.dump(config_as_json(config), f, indent=2, sort_keys=True)
+  logging.info("Config (also in %s):\n%s", config_path(workdir), config)
+
+
 def create_checkpoint_manager(workdir: str,
                               config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint_max_to_keep)
@@ -301,10 +349,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   dataset = data.get_dataset(config)
   generator, discriminator = models.get_models(config, dataset.data_shape)
   workdir = prepare_workdir(workdir)
+  check_same_config(workdir, config)
   state = create_train_state(config, generator, discriminator, dataset.data_shape,
                              jax.random.PRNGKey(config.seed))
   manager = create_checkpoint_manager(workdir, config)
   state = restore_checkpoint(manager, state)
+  save_config(workdir, config)
   first_step = int(state.step) + 1
 
   writer, report_progress = create_reporting(workdir, config)

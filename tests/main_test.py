@@ -1,6 +1,8 @@
 """The command line end to end: outputs, resume, and clear errors on bad input."""
 import glob
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -47,6 +49,9 @@ def test_run_writes_metrics_plot_tensorboard_and_checkpoint(trained):
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
   assert final_params(workdir)[0] == 20
+  with open(os.path.join(workdir, "config.json")) as f:
+    recorded = json.load(f)
+  assert (recorded["batch_size"], recorded["num_train_steps"], recorded["mlp"]["width"]) == (16, 20, 32)
 
 
 def test_resume_continues_bit_for_bit(trained, tmp_path):
@@ -63,13 +68,30 @@ def test_resume_continues_bit_for_bit(trained, tmp_path):
     np.testing.assert_array_equal(x, y)
 
 
-def test_checkpoint_of_another_config_is_refused_and_kept(trained):
-  workdir, _ = trained
-  before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+def snapshot(workdir):
+  """Every file under `workdir` with its bytes, to show a refused run changed nothing."""
+  files = sorted(glob.glob(os.path.join(workdir, "**"), recursive=True))
+  return {f: open(f, "rb").read() for f in files if os.path.isfile(f)}
+
+
+def test_workdir_of_another_config_is_refused_and_kept(trained, tmp_path):
+  """A change that fits the checkpoint's shapes (the target factor) would otherwise resume."""
+  workdir = shutil.copytree(trained[0], tmp_path / "run")
+  before = snapshot(workdir)
+  out = run_main(workdir, "--config.num_train_steps=40", "--config.coreset.factor_target=1")
+  assert out.returncode != 0
+  assert "config.coreset.factor_target=8 there, 1 now" in out.stderr.strip().splitlines()[-1]
+  assert snapshot(workdir) == before
+
+
+def test_checkpoint_of_another_shape_is_refused_without_a_recorded_config(trained, tmp_path):
+  workdir = shutil.copytree(trained[0], tmp_path / "run")
+  os.remove(workdir / "config.json")
+  before = snapshot(workdir)
   out = run_main(workdir, "--config.num_train_steps=40", "--config.mlp.width=8")
   assert out.returncode != 0
   assert "does not fit this config" in out.stderr
-  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
+  assert snapshot(workdir) == before
 
 
 def test_unknown_config_key_is_named(tmp_path):
