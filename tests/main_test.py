@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -51,7 +52,8 @@ def test_run_writes_metrics_plot_tensorboard_and_checkpoint(trained):
   assert final_params(workdir)[0] == 20
   with open(os.path.join(workdir, "config.json")) as f:
     recorded = json.load(f)
-  assert (recorded["batch_size"], recorded["num_train_steps"], recorded["mlp"]["width"]) == (16, 20, 32)
+  recorded = (recorded["batch_size"], recorded["num_train_steps"], recorded["mlp"]["width"])
+  assert recorded == (16, 20, 32)
 
 
 def test_resume_continues_bit_for_bit(trained, tmp_path):
@@ -70,8 +72,7 @@ def test_resume_continues_bit_for_bit(trained, tmp_path):
 
 def snapshot(workdir):
   """Every file under `workdir` with its bytes, to show a refused run changed nothing."""
-  files = sorted(glob.glob(os.path.join(workdir, "**"), recursive=True))
-  return {f: open(f, "rb").read() for f in files if os.path.isfile(f)}
+  return {p: p.read_bytes() for p in sorted(pathlib.Path(workdir).rglob("*")) if p.is_file()}
 
 
 def test_workdir_of_another_config_is_refused_and_kept(trained, tmp_path):
