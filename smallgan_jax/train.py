@@ -256,17 +256,6 @@ def prepare_workdir(workdir: str) -> str:
   return workdir
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-  """{"a": {"b": 1}} -> {"a.b": 1}, the form of a config's command-line overrides."""
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(flatten(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
-
-
 def config_path(workdir: str) -> str:
   return os.path.join(workdir, "config.json")
 
@@ -281,7 +270,8 @@ def check_same_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   if not os.path.exists(config_path(workdir)):
     return
   with open(config_path(workdir)) as f:
-    before, now = flatten(json.load(f)), flatten(config_as_json(config))
+    before = flax.traverse_util.flatten_dict(json.load(f), sep=".")
+  now = flax.traverse_util.flatten_dict(config_as_json(config), sep=".")
   changed = sorted(k for k in before.keys() | now.keys()
                    if before.get(k) != now.get(k) and k not in RESUMABLE_KEYS)
   if changed:
