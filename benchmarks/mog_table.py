@@ -13,16 +13,18 @@ sample assigned, the looser wording of the paper's text.
 import argparse
 import ast
 import functools
+import os
 import sys
 import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
-from configs import toy_mog  # pylint: disable=g-import-not-at-top
-from smallgan_jax import models, sampling, train  # pylint: disable=g-import-not-at-top
+from configs import toy_mog_table1  # pylint: disable=g-import-not-at-top
+from smallgan_jax import models, sampling, train, validation  # pylint: disable=g-import-not-at-top
 from smallgan_jax.data import toy  # pylint: disable=g-import-not-at-top
 from smallgan_jax.metrics import mog  # pylint: disable=g-import-not-at-top
 
@@ -62,12 +64,19 @@ def train_one(key, means, num_modes, config, steps):
   return train.generate(state.g, z)
 
 
+def variant_config(overrides: dict, steps: int) -> ml_collections.ConfigDict:
+  """Table 1's config (configs/toy_mog_table1.py) with a variant's `overrides` (flattened keys),
+  trained for `steps` steps."""
+  config = toy_mog_table1.get_config()
+  config.update_from_flattened_dict(overrides)
+  config.num_train_steps = steps
+  return config
+
+
 def run_variant(overrides, mode_counts, seeds, steps):
   """Evaluation samples (modes, seeds, N, 2) and an array (modes, seeds, 3) of (modes recovered %,
   high-quality %, modes with any sample assigned % (the paper's wording))."""
-  config = toy_mog.get_config()
-  config.update_from_flattened_dict(overrides)
-  config.num_train_steps = steps
+  config = variant_config(overrides, steps)
   means = jnp.asarray(padded_means(mode_counts))
   keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(seeds))
   per_seed = jax.vmap(functools.partial(train_one, config=config, steps=steps),
@@ -112,11 +121,29 @@ def parse_override(item: str) -> tuple[str, object]:
     return key, value
 
 
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+  """Refuses, in one line, a --set that makes a variant's config invalid and a --save-samples
+  path that cannot be written: either would otherwise fail only after all the training."""
+  for name in args.variants:
+    try:
+      config = variant_config({**dict(args.set), **VARIANTS[name]}, args.steps)
+      validation.validate_config(config, num_devices=1)
+    except (KeyError, TypeError, ValueError) as e:
+      parser.error(f"--set ({name}): {e.args[0]}")
+  if args.save_samples:
+    folder = os.path.dirname(args.save_samples) or "."
+    if os.path.isdir(args.save_samples) or not os.access(folder, os.W_OK):
+      parser.error(f"--save-samples={args.save_samples!r}: expected a file in an existing, "
+                   "writable directory")
+
+
 def main():
+  positive_int = validation.flag_type(validation.POSITIVE_INT)
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=30_000)
-  parser.add_argument("--seeds", type=int, default=3)
-  parser.add_argument("--modes", type=int, nargs="+", default=[25, 49, 64, 81, 100])
+  parser.add_argument("--steps", type=positive_int, default=30_000)
+  parser.add_argument("--seeds", type=positive_int, default=3)
+  parser.add_argument("--modes", type=validation.flag_type(validation.GRID_MODES), nargs="+",
+                      default=[25, 49, 64, 81, 100])
   parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
   parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", type=parse_override,
                       help="config overrides for every variant, e.g. optim.g_lr=3e-4 "
@@ -124,6 +151,7 @@ def main():
   parser.add_argument("--save-samples", metavar="PATH.npz",
                       help="also save every run's evaluation samples, keyed by variant")
   args = parser.parse_args()
+  check_args(parser, args)
   common = dict(args.set)
   print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, steps {args.steps}, "
         f"seeds {args.seeds}, overrides {common}", flush=True)

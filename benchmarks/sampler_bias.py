@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
 from configs import toy_mog  # pylint: disable=g-import-not-at-top
-from smallgan_jax import data, sampling  # pylint: disable=g-import-not-at-top
+from smallgan_jax import data, sampling, validation  # pylint: disable=g-import-not-at-top
 from smallgan_jax.metrics import mog  # pylint: disable=g-import-not-at-top
 
 
@@ -37,13 +37,15 @@ def target_stats(batches: np.ndarray, dataset: data.ToyMixture) -> tuple[float, 
 
 
 def main() -> None:
+  positive_int = validation.flag_type(validation.POSITIVE_INT)
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--modes", type=int, default=100, help="grid modes (a perfect square)")
-  parser.add_argument("--batches", type=int, default=500, help="batches drawn per sampler")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--target_factors", type=int, nargs="+", default=None,
+  parser.add_argument("--modes", type=validation.flag_type(validation.GRID_MODES), default=100,
+                      help="grid modes (a perfect square)")
+  parser.add_argument("--batches", type=positive_int, default=500, help="batches drawn per sampler")
+  parser.add_argument("--seed", type=validation.flag_type(validation.SEED), default=0)
+  parser.add_argument("--target_factors", type=positive_int, nargs="+", default=None,
                       help="target factors to compare with random sampling (default: the config's)")
-  parser.add_argument("--prior_factors", type=int, nargs="+", default=None,
+  parser.add_argument("--prior_factors", type=positive_int, nargs="+", default=None,
                       help="prior factors to compare with random sampling (default: the config's)")
   args = parser.parse_args()
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
 from benchmarks import coreset_speed, mog_table  # pylint: disable=g-import-not-at-top
 from configs import toy_mog_100  # pylint: disable=g-import-not-at-top
+from smallgan_jax import validation  # pylint: disable=g-import-not-at-top
 from smallgan_jax.data import toy  # pylint: disable=g-import-not-at-top
 
 
@@ -46,10 +47,11 @@ def seconds_per_step(overrides: dict, steps: int, repeats: int) -> float:
 
 
 def main() -> None:
+  positive_int = validation.flag_type(validation.POSITIVE_INT)
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=2000)
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--steps", type=positive_int, default=2000)
+  parser.add_argument("--repeats", type=positive_int, default=3)
+  parser.add_argument("--batch", type=positive_int, default=64)
   args = parser.parse_args()
   print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, {args.steps} steps, "
         f"median of {args.repeats}", flush=True)

@@ -29,7 +29,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.n_dis = 1
 
   # Core-set over-sampling (paper Sec. 4.1): candidates = factor * batch. 1 = random sampling.
-  config.coreset = ml_collections.ConfigDict({"factor_prior": 4, "factor_target": 8})
+  # prior_scope "device": each device picks its share of the latents from its own candidates (so
+  # picks depend on the device count); "global": every device draws the same global candidates and
+  # takes its slice of one global core-set (the same picks on any device count).
+  config.coreset = ml_collections.ConfigDict({
+      "factor_prior": 4, "factor_target": 8, "prior_scope": "device"})
 
   # Top-k generator updates: keep max(gamma^(step // decay_steps), nu) of each G batch.
   config.topk = ml_collections.ConfigDict({
@@ -44,6 +48,8 @@ def get_config() -> ml_collections.ConfigDict:
       "g_lr": 1e-4, "d_lr": 1e-4, "b1": 0.5, "b2": 0.999, "schedule": "constant"})
 
   config.num_train_steps = 20_000
+  # Train steps the host may dispatch ahead of the device (and input batches prepared ahead).
+  config.steps_in_flight = 2
   config.log_every_steps = 500
   config.eval_every_steps = 5_000
   config.eval_num_samples = 10_000

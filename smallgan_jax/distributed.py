@@ -1,4 +1,5 @@
 """Multi-process (multi-host) setup and the device mesh every step runs on."""
+import os
 from typing import Optional
 
 import jax
@@ -8,13 +9,27 @@ import numpy as np
 AXIS = "batch"
 
 
-def initialize(detect: bool, coordinator_address: Optional[str], num_processes: int,
-               process_id: int) -> None:
+def _from_env(value: Optional[int], name: str, default: int) -> int:
+  """`value`, else the integer in the environment variable `name`, else `default`."""
+  if value is not None:
+    return value
+  text = os.environ.get(name, str(default))
+  try:
+    return int(text)
+  except ValueError:
+    raise ValueError(f"${name}={text!r}: expected an integer") from None
+
+
+def initialize(detect: bool, coordinator_address: Optional[str], num_processes: Optional[int],
+               process_id: Optional[int]) -> None:
   """Joins the processes of a multi-process run; a no-op for a single process.
 
   `detect` lets JAX find the settings of a cluster it knows (Cloud TPU slices, SLURM, ...);
-  otherwise a coordinator address with more than one process names them explicitly.
+  otherwise a coordinator address with more than one process names them explicitly (unset
+  numbers come from $JAX_NUM_PROCESSES and $JAX_PROCESS_ID).
   """
+  num_processes = _from_env(num_processes, "JAX_NUM_PROCESSES", 1)
+  process_id = _from_env(process_id, "JAX_PROCESS_ID", 0)
   if detect:
     jax.distributed.initialize()
   elif num_processes > 1 or coordinator_address:

@@ -49,6 +49,9 @@ _LOSSES = {
     "non_saturating": (non_saturating_d_loss, non_saturating_g_loss),
     "hinge": (hinge_d_loss, hinge_g_loss),
 }
+LOSSES = tuple(_LOSSES)
+# Where the critic's gradient penalty is taken: real samples (R1) or interpolates (WGAN-GP).
+PENALTY_POINTS = ("real", "interpolates")
 
 
 def get_losses(name: str) -> tuple[Callable, Callable]:

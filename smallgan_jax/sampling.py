@@ -13,6 +13,8 @@ import jax.numpy as jnp
 from smallgan_jax import coreset
 
 PRIORS = ("uniform", "normal")
+# `config.coreset.prior_scope`: each device's own latent core-set, or its slice of a global one.
+PRIOR_SCOPES = ("device", "global")
 
 
 def sample_prior(rng: jax.Array, shape: tuple[int, ...], prior: str) -> jax.Array:

@@ -1,14 +1,16 @@
 """Training and evaluation for every GAN of smallgan-jax.
 
-One pmapped step does a whole GAN iteration on each device: it draws the over-sampled prior and
+One step function does a whole GAN iteration on each device: it draws the over-sampled prior and
 target candidates, computes all of the step's core-sets in one vmapped kernel call, updates the
 discriminator `n_dis` times and the generator once (with top-k if enabled), and averages gradients
-across devices. Models, losses and data come from the config, so a new GAN is a new config and
-modules, not a new loop.
+across devices. It is mapped over every device of every process with `jax.jit` of
+`jax.shard_map` rather than `jax.pmap`: the state is then one global, replicated `jax.Array`, which
+orbax checkpoints from several processes at once, and a run on 2 processes x 2 devices computes
+what 1 process x 4 devices does. Models, losses and data come from the config, so a new GAN is a
+new config and modules, not a new loop.
 """
+import collections
 import functools
-import json
-import os
 from typing import Any, Callable, Optional
 
 from absl import logging
@@ -17,20 +19,16 @@ from flax.training import train_state
 import jax
 from jax import lax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
 import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from smallgan_jax import data, losses, models, sampling, topk
+from smallgan_jax import checkpointing, data, distributed, losses, models, preemption, sampling
+from smallgan_jax import topk, validation
 
-AXIS = "batch"
-PENALTY_POINTS = ("real", "interpolates")
-# Config fields a resumed run may change: they set how long it runs and how often it reports, not
-# what it trains (`num_train_steps` is how a run is extended; under `optim.schedule="linear"` it
-# also stretches the decay, which is the point of extending such a run).
-RESUMABLE_KEYS = ("num_train_steps", "log_every_steps", "eval_every_steps", "eval_num_samples",
-                  "checkpoint_every_steps", "checkpoint_max_to_keep")
+AXIS = distributed.AXIS
 
 
 class ModelState(train_state.TrainState):
@@ -45,32 +43,6 @@ class GANState(flax.struct.PyTreeNode):
   g: ModelState
   d: ModelState
   rng: jax.Array
-
-
-def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """Raises ValueError, naming the key and value, on settings that cannot run."""
-  positive = ("num_train_steps", "batch_size", "g_batch_size", "n_dis", "z_dim",
-              "coreset.factor_prior", "coreset.factor_target", "log_every_steps",
-              "eval_every_steps", "checkpoint_every_steps", "eval_num_samples")
-  for key in positive:
-    value = functools.reduce(getattr, key.split("."), config)
-    if not isinstance(value, int) or value < 1:
-      raise ValueError(f"config.{key}={value!r}: expected a positive integer")
-  for key in ("batch_size", "g_batch_size"):
-    if config[key] % num_devices:
-      raise ValueError(f"config.{key}={config[key]} must be divisible by the {num_devices} devices")
-  if config.topk.scope not in topk.SCOPES:
-    raise ValueError(f"config.topk.scope={config.topk.scope!r}: expected one of {topk.SCOPES}")
-  if not 0 < config.topk.nu <= 1 or not 0 < config.topk.gamma <= 1:
-    raise ValueError(f"config.topk gamma={config.topk.gamma}, nu={config.topk.nu}: "
-                     "expected both in (0, 1]")
-  gp = config.gradient_penalty
-  if gp.on not in PENALTY_POINTS or not gp.weight >= 0:
-    raise ValueError(f"config.gradient_penalty weight={gp.weight!r}, on={gp.on!r}: expected a "
-                     f"weight >= 0 and `on` one of {PENALTY_POINTS}")
-  if not isinstance(config.topk.decay_steps, int) or config.topk.decay_steps < 1:
-    raise ValueError(f"config.topk.decay_steps={config.topk.decay_steps!r}: "
-                     "expected a positive integer")
 
 
 def create_optimizer(config: ml_collections.ConfigDict, lr: float) -> optax.GradientTransformation:
@@ -200,33 +172,75 @@ def draw_latents(config: ml_collections.ConfigDict, rng: jax.Array, k_d: int,
   return sample(d_rng, config.n_dis, k_d), sample(g_rng, 1, k_g)[0]
 
 
+def global_latents(config: ml_collections.ConfigDict, rng: jax.Array, num_replicas: int,
+                   axis_name: Optional[str]) -> tuple[jax.Array, jax.Array]:
+  """This device's slice of one core-set of the global batch, drawn alike on every device.
+
+  Every device draws the same `factor * batch_size` candidates (the key is not folded with the
+  device index) and computes the same global core-set; device i keeps picks i*k ... (i+1)*k - 1.
+  The union over devices is the core-set a single device would train on, whatever the device
+  count, at the price of every device running the kernel for the whole batch.
+  """
+  z_d, z_g = draw_latents(config, rng, config.batch_size, config.g_batch_size)
+  k_d, k_g = config.batch_size // num_replicas, config.g_batch_size // num_replicas
+  index = 0 if axis_name is None else lax.axis_index(axis_name)
+  return (lax.dynamic_slice_in_dim(z_d, index * k_d, k_d, axis=1),
+          lax.dynamic_slice_in_dim(z_g, index * k_g, k_g, axis=0))
+
+
+def all_finite(*trees: Any) -> jax.Array:
+  """Whether every leaf of `trees` is finite (a scalar bool)."""
+  return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(trees)]))
+
+
 def train_step(state: GANState, *, config: ml_collections.ConfigDict,
                draw_candidates: Callable, num_replicas: int,
                axis_name: Optional[str] = AXIS) -> tuple[GANState, dict]:
   """A full GAN iteration on one device: core-set sampling, n_dis D updates, one G update.
 
   `state` is the same on every replica; each replica folds its index into the sampling keys so
-  the replicas draw different batches. `num_replicas` splits the global batch sizes.
+  the replicas draw different batches (but for a global prior core-set, `global_latents`).
+  `num_replicas` splits the global batch sizes. The metrics hold `finite`: whether the losses and
+  the new parameters are all finite.
   """
   d_loss_fn, g_loss_fn = losses.get_losses(config.loss)
   k_d, k_g = config.batch_size // num_replicas, config.g_batch_size // num_replicas
   rng, step_rng = jax.random.split(state.rng)
-  if axis_name is not None:
-    step_rng = jax.random.fold_in(step_rng, lax.axis_index(axis_name))
-  prior_rng, target_rng = jax.random.split(step_rng)
-  z_d, z_g = draw_latents(config, prior_rng, k_d, k_g)
+  device_rng = step_rng if axis_name is None else jax.random.fold_in(step_rng,
+                                                                     lax.axis_index(axis_name))
+  prior_rng, target_rng = jax.random.split(device_rng)
+  if config.coreset.prior_scope == "global":
+    z_d, z_g = global_latents(config, jax.random.fold_in(step_rng, 3), num_replicas, axis_name)
+  else:
+    z_d, z_g = draw_latents(config, prior_rng, k_d, k_g)
   real = sampling.coreset_target(target_rng, draw_candidates, config.n_dis, k_d,
                                  config.coreset.factor_target)
 
   # Folded, not split off, so runs without an interpolation penalty draw what they always drew.
-  penalty_rngs = jax.random.split(jax.random.fold_in(step_rng, 2), config.n_dis)
+  penalty_rngs = jax.random.split(jax.random.fold_in(device_rng, 2), config.n_dis)
 
   d_step = functools.partial(d_update, g_state=state.g, config=config, d_loss_fn=d_loss_fn,
                              axis_name=axis_name)
   d_state, d_metrics = lax.scan(d_step, state.d, (z_d, real, penalty_rngs))
   g_state, g_metrics = g_update(state.g, d_state, z_g, state.step, config, g_loss_fn, axis_name)
   metrics = _pmean({**jax.tree.map(jnp.mean, d_metrics), **g_metrics}, axis_name)
+  metrics["finite"] = all_finite(metrics, g_state.params, d_state.params)
   return state.replace(step=state.step + 1, g=g_state, d=d_state, rng=rng), metrics
+
+
+def make_train_step(config: ml_collections.ConfigDict, dataset: Any,
+                    mesh: jax.sharding.Mesh) -> Callable:
+  """`train_step` on every device of `mesh`, as one jitted program on the replicated state.
+
+  `check_vma=False`: the step is written per device as for `pmap` (its outputs are replicated
+  because every gradient and statistic is averaged with `pmean`; the tests check the replicas
+  stay identical), without shard_map's varying-value annotations.
+  """
+  step = functools.partial(train_step, config=config, draw_candidates=dataset.draw_candidates,
+                           num_replicas=mesh.size)
+  sharded = jax.shard_map(step, mesh=mesh, in_specs=PartitionSpec(), out_specs=PartitionSpec(),
+                          check_vma=False)
+  return jax.jit(sharded, donate_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnames=("train",))
@@ -244,67 +258,46 @@ def evaluate(config: ml_collections.ConfigDict, g_state: ModelState,
   return samples, dataset.evaluate(samples)
 
 
-def prepare_workdir(workdir: str) -> str:
-  """Creates `workdir` and checks it is writable, before anything is trained."""
-  workdir = os.path.abspath(workdir)
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as e:
-    raise ValueError(f"--workdir={workdir!r} cannot be created: {e.strerror}") from None
-  if not os.access(workdir, os.W_OK | os.X_OK):
-    raise ValueError(f"--workdir={workdir!r} is not writable")
-  return workdir
+class Diverged(RuntimeError):
+  """A loss or parameter became non-finite; nothing after the last good checkpoint was saved."""
 
 
-def config_path(workdir: str) -> str:
-  return os.path.join(workdir, "config.json")
+class StepMetrics:
+  """The metrics of dispatched steps. Fetching a step's metrics waits for that step, so holding
+  at most `steps_in_flight` unfetched bounds how far the host runs ahead of the devices (hundreds
+  of queued steps deadlock XLA:CPU's cross-device all-reduce); each fetched step is checked for
+  divergence before anything after it is saved."""
 
+  def __init__(self, manager: ocp.CheckpointManager):
+    self.manager = manager
+    self.pending = collections.deque()
+    self.fetched = []
 
-def config_as_json(config: ml_collections.ConfigDict) -> dict:
-  return json.loads(config.to_json_best_effort())
+  def add(self, step: int, metrics: dict) -> None:
+    self.pending.append((step, metrics))
 
+  def fetch(self, keep: int = 0) -> None:
+    """Fetches (and checks) the oldest pending steps' metrics until `keep` are pending."""
+    while len(self.pending) > keep:
+      step, metrics = self.pending.popleft()
+      metrics = {k: float(distributed.host_value(v)) for k, v in metrics.items()}
+      if not metrics.pop("finite"):
+        self.diverged(step, metrics)
+      self.fetched.append(metrics)
 
-def check_same_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Refuses a workdir whose run was trained with another config (but for `RESUMABLE_KEYS`):
-  resuming its checkpoint under other hyper-parameters would silently mix two experiments."""
-  if not os.path.exists(config_path(workdir)):
-    return
-  with open(config_path(workdir)) as f:
-    before = flax.traverse_util.flatten_dict(json.load(f), sep=".")
-  now = flax.traverse_util.flatten_dict(config_as_json(config), sep=".")
-  changed = sorted(k for k in before.keys() | now.keys()
-                   if before.get(k) != now.get(k) and k not in RESUMABLE_KEYS)
-  if changed:
-    diffs = ", ".join(f"config.{k}={before.get(k)!r} there, {now.get(k)!r} now" for k in changed)
-    raise ValueError(f"--workdir={workdir!r} holds a run of another config ({diffs}); "
-                     "use another --workdir")
+  def diverged(self, step: int, metrics: dict) -> None:
+    values = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+    last = self.manager.latest_step()
+    good = "none" if last is None else f"step {last} in {self.manager.directory}"
+    raise Diverged(f"training diverged at step {step}: a loss or parameter is not finite "
+                   f"({values}); the last good checkpoint is {good}")
 
-
-def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Records the config the run goes on with, next to its checkpoints."""
-  if jax.process_index() == 0:
-    with open(config_path(workdir), "w") as f:
-      json.dump(config_as_json(config), f, indent=2, sort_keys=True)
-  logging.info("Config (also in %s):\n%s", config_path(workdir), config)
-
-
-def create_checkpoint_manager(workdir: str,
-                              config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint_max_to_keep)
-  return ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), options=options)
-
-
-def restore_checkpoint(manager: ocp.CheckpointManager, state: GANState) -> GANState:
-  """Resumes from the latest checkpoint in the workdir, if there is one."""
-  step = manager.latest_step()
-  if step is None:
-    return state
-  logging.info("Resuming from the checkpoint of step %d in %s", step, manager.directory)
-  try:
-    return manager.restore(step, args=ocp.args.StandardRestore(state))
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"the checkpoint of step {step} in {manager.directory} does not fit this "
-                     f"config ({type(e).__name__}); use another --workdir") from e
+  def means(self) -> dict:
+    """Means of every step's metrics since the last call."""
+    self.fetch()
+    means = jax.tree.map(lambda *xs: float(np.mean(xs)), *self.fetched)
+    self.fetched = []
+    return means
 
 
 def create_reporting(workdir: str, config: ml_collections.ConfigDict) -> tuple[Any, Callable]:
@@ -321,55 +314,75 @@ def create_reporting(workdir: str, config: ml_collections.ConfigDict) -> tuple[A
   return writer, report_progress
 
 
-def write_samples(config: ml_collections.ConfigDict, workdir: str, dataset: Any, writer: Any,
+def write_samples(config: ml_collections.ConfigDict, workdir: Any, dataset: Any, writer: Any,
                   state: GANState, step: int) -> dict:
-  """Evaluates the generator, writes its metrics and a sample plot; returns the metrics."""
-  samples, metrics = evaluate(config, state.g, dataset)
+  """Evaluates the generator, writes its metrics and a sample plot; returns the metrics.
+
+  Process 0 alone does this, on its own copy of the generator, so no file is written twice.
+  """
+  if jax.process_index() > 0:
+    return {}
+  g_state = jax.tree.map(distributed.host_value, state.g)
+  samples, metrics = evaluate(config, g_state, dataset)
   writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
-  path = os.path.join(workdir, f"samples_{step:08d}.png")
-  dataset.save_samples(path, samples, f"{config.dataset}, step {step}")
+  path = str(workdir / f"samples_{step:08d}.png")
+  dataset.save_samples(path, samples, f"{config.dataset}, step {step}", metrics)
   logging.info("Step %d: %s; samples plotted in %s", step,
                ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()), path)
   return metrics
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains (resuming from `workdir` if it holds a checkpoint) and returns the final metrics."""
-  validate_config(config, jax.device_count())
-  dataset = data.get_dataset(config)
+def replicated_state(config: ml_collections.ConfigDict, dataset: Any,
+                     mesh: jax.sharding.Mesh) -> GANState:
+  """A fresh state, replicated on every device of `mesh` (of every process)."""
   generator, discriminator = models.get_models(config, dataset.data_shape)
-  workdir = prepare_workdir(workdir)
-  check_same_config(workdir, config)
   state = create_train_state(config, generator, discriminator, dataset.data_shape,
                              jax.random.PRNGKey(config.seed))
-  manager = create_checkpoint_manager(workdir, config)
-  state = restore_checkpoint(manager, state)
-  save_config(workdir, config)
-  first_step = int(state.step) + 1
+  return jax.device_put(jax.tree.map(np.asarray, state), distributed.replicated(mesh))
 
-  writer, report_progress = create_reporting(workdir, config)
-  p_train_step = jax.pmap(
-      functools.partial(train_step, config=config, draw_candidates=dataset.draw_candidates,
-                        num_replicas=jax.device_count()),
-      axis_name=AXIS, donate_argnums=(0,))
-  state = flax.jax_utils.replicate(state)
-  history = []
-  for step in range(first_step, config.num_train_steps + 1):
-    with jax.profiler.StepTraceAnnotation("train", step_num=step):
-      state, metrics = p_train_step(state)
-    history.append(metrics)
-    report_progress(step)
-    if step % config.log_every_steps == 0 or step == config.num_train_steps:
-      means = jax.tree.map(lambda *xs: float(np.mean(xs)), *jax.device_get(history))
-      writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
-      history = []
-    if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
-      manager.save(step, args=ocp.args.StandardSave(flax.jax_utils.unreplicate(state)))
-    if step % config.eval_every_steps == 0 and step != config.num_train_steps:
-      write_samples(config, workdir, dataset, writer, flax.jax_utils.unreplicate(state), step)
 
-  state = flax.jax_utils.unreplicate(state)
-  final = write_samples(config, workdir, dataset, writer, state, int(state.step))
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (resuming from `workdir` if it holds a checkpoint) and returns the final metrics.
+
+  Raises `Diverged` on a non-finite loss or parameter and `preemption.Stopped` after saving the
+  step reached when SIGTERM or SIGINT arrives.
+  """
+  validation.validate_config(config, jax.device_count())
+  dataset = data.get_dataset(config)
+  workdir = checkpointing.prepare_workdir(workdir)
+  layout = checkpointing.device_layout()
+  checkpointing.check_same_run(workdir, config, layout)
+  mesh = distributed.device_mesh()
+  manager = checkpointing.create_manager(workdir, config)
+  state = checkpointing.restore_latest(manager, replicated_state(config, dataset, mesh))
+  checkpointing.save_record(workdir, config, layout)
+  first_step = int(distributed.host_value(state.step)) + 1
+
+  writer, report_progress = create_reporting(str(workdir), config)
+  p_train_step = make_train_step(config, dataset, mesh)
+  metrics = StepMetrics(manager)
+  with preemption.Watcher() as watcher:
+    for step in range(first_step, config.num_train_steps + 1):
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        state, step_metrics = p_train_step(state)
+      metrics.add(step, step_metrics)
+      metrics.fetch(keep=config.steps_in_flight)
+      report_progress(step)
+      stop = watcher.should_stop(step)
+      if step % config.log_every_steps == 0 or step == config.num_train_steps or stop:
+        writer.write_scalars(step, {f"train/{k}": v for k, v in metrics.means().items()})
+      if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps or stop:
+        metrics.fetch()  # Every step up to this one checked: a diverged state is never saved.
+        manager.save(step, args=ocp.args.StandardSave(state))
+      if stop:
+        manager.wait_until_finished()
+        writer.flush()
+        raise preemption.Stopped(watcher.signal, step, str(manager.directory))
+      if step % config.eval_every_steps == 0 and step != config.num_train_steps:
+        write_samples(config, workdir, dataset, writer, state, step)
+
+  final = write_samples(config, workdir, dataset, writer, state,
+                        int(distributed.host_value(state.step)))
   manager.wait_until_finished()
   writer.flush()
   return final

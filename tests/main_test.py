@@ -18,17 +18,31 @@ SMALL = ["--config.mlp.width=32", "--config.batch_size=16", "--config.g_batch_si
          "--config.checkpoint_every_steps=10", "--config.eval_every_steps=1000"]
 
 
-def run_main(workdir, *flags, config="configs/toy_mog.py"):
-  cmd = [sys.executable, "-m", "smallgan_jax.main", f"--config={config}", f"--workdir={workdir}",
-         *SMALL, *flags]
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+def main_command(workdir, *flags, config="configs/toy_mog.py"):
+  return [sys.executable, "-m", "smallgan_jax.main", f"--config={config}", f"--workdir={workdir}",
+          *SMALL, *flags]
 
 
-def final_params(workdir):
-  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
-  restored = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())
-  return manager.latest_step(), restored
+def main_env(devices=1):
+  return dict(os.environ, JAX_PLATFORMS="cpu",
+              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def run_main(workdir, *flags, config="configs/toy_mog.py", devices=1):
+  return subprocess.run(main_command(workdir, *flags, config=config), cwd=ROOT,
+                        env=main_env(devices), capture_output=True, text=True, timeout=600)
+
+
+def final_params(workdir, step=None):
+  """(step, state) of the workdir's latest checkpoint (or of `step`), on this process's first
+  device whatever the devices that wrote it."""
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                                  item_handlers=ocp.StandardCheckpointHandler())
+  step = manager.latest_step() if step is None else step
+  one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device),
+                        manager.item_metadata(step), is_leaf=lambda m: hasattr(m, "shape"))
+  return step, manager.restore(step, args=ocp.args.StandardRestore(target))
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,10 @@ class ToyMixture:
     """Paper Table 1 metrics: modes recovered % and high-quality samples %."""
     return mog.mode_metrics(samples, self.means, self.std)
 
-  def save_samples(self, path: str, samples: np.ndarray, title: str) -> str:
-    return plots.save_mog_scatter(path, samples, self.means, title)
+  def save_samples(self, path: str, samples: np.ndarray, title: str, metrics: dict) -> str:
+    """Plots `samples` over the modes and their 4-std circles (recovered modes green, missed ones
+    red), with `metrics` (`evaluate`'s) under the title."""
+    return plots.save_mog_scatter(path, samples, self.means, title, std=self.std, metrics=metrics)
 
 
 def _toy_mixture(config: ml_collections.ConfigDict, kind: str) -> ToyMixture:
@@ -43,6 +45,7 @@ _DATASETS = {
     "mog_grid": lambda config: _toy_mixture(config, "grid"),
     "mog_ring": lambda config: _toy_mixture(config, "ring"),
 }
+DATASETS = tuple(_DATASETS)
 
 
 def get_dataset(config: ml_collections.ConfigDict) -> ToyMixture:

@@ -16,6 +16,7 @@ def _mlp(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> tupl
 
 
 _MODELS = {"mlp": _mlp}
+MODELS = tuple(_MODELS)
 
 
 def get_models(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:

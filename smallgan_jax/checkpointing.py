@@ -1,0 +1,172 @@
+"""A run's workdir: its record (config and device layout), and checkpoints that survive bad days.
+
+The workdir may be local or a `gs://` bucket (Cloud TPU): paths go through `etils.epath`, which
+orbax uses too, so a URL is never turned into a local path. Every write that another start reads
+back is atomic (written aside, then renamed), and a checkpoint that cannot be read is moved aside
+with a warning instead of blocking the run: it falls back to the newest intact one.
+"""
+import json
+import os
+from typing import Any
+
+from absl import logging
+from etils import epath
+import flax
+import jax
+from jax.experimental import multihost_utils
+import ml_collections
+import orbax.checkpoint as ocp
+
+# Config fields a resumed run may change: they set how long it runs, how often it reports and how
+# far the host runs ahead, not what it trains (`num_train_steps` is how a run is extended; under
+# `optim.schedule="linear"` it also stretches the decay, which is the point of extending such a run).
+RESUMABLE_KEYS = ("num_train_steps", "log_every_steps", "eval_every_steps", "eval_num_samples",
+                  "checkpoint_every_steps", "checkpoint_max_to_keep", "steps_in_flight")
+LAYOUT_KEY = "device_layout"
+BROKEN_DIR = "broken_checkpoints"
+TMP_MARK = ".orbax-checkpoint-tmp"
+
+
+def workdir_path(workdir: str) -> epath.Path:
+  """A local path made absolute, or a URL (gs://...) kept as it is."""
+  return epath.Path(workdir if "://" in workdir else os.path.abspath(workdir))
+
+
+def prepare_workdir(workdir: str) -> epath.Path:
+  """Creates `workdir` before training and checks that it is writable."""
+  path = workdir_path(workdir)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"--workdir={str(path)!r} cannot be created: {e.strerror or e}") from None
+  if "://" not in workdir and not os.access(path, os.W_OK | os.X_OK):
+    raise ValueError(f"--workdir={str(path)!r} is not writable")
+  return path
+
+
+def device_layout() -> dict:
+  """The devices a run trains on; per-device core-sets and batch splits depend on their count."""
+  return {"devices": jax.device_count(), "processes": jax.process_count(),
+          "platform": jax.devices()[0].platform}
+
+
+def _describe(layout: dict) -> str:
+  return (f"{layout['devices']} devices ({layout['processes']} process(es), "
+          f"{layout['platform']})")
+
+
+def run_record(config: ml_collections.ConfigDict, layout: dict) -> dict:
+  """What `config.json` holds: the config's fields, plus the device layout under its own key."""
+  return {**json.loads(config.to_json_best_effort()), LAYOUT_KEY: layout}
+
+
+def _record_path(workdir: epath.Path) -> epath.Path:
+  return workdir / "config.json"
+
+
+def check_same_run(workdir: epath.Path, config: ml_collections.ConfigDict, layout: dict) -> None:
+  """Refuses a workdir whose run used another config (but for `RESUMABLE_KEYS`) or another device
+  count: resuming its checkpoint under either would silently mix two experiments. Fields absent
+  from the record were added to the project after that run and keep their old behaviour."""
+  path = _record_path(workdir)
+  if not path.exists():
+    return
+  try:
+    before = json.loads(path.read_text())
+  except ValueError as e:
+    raise ValueError(f"{path} is not a readable run record ({e}); move it away to start "
+                     "afresh, or use another --workdir") from None
+  then = before.pop(LAYOUT_KEY, None)
+  before = flax.traverse_util.flatten_dict(before, sep=".")
+  now = flax.traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep=".")
+  changed = sorted(k for k in before if before[k] != now.get(k) and k not in RESUMABLE_KEYS)
+  if changed:
+    diffs = ", ".join(f"config.{k}={before[k]!r} there, {now.get(k)!r} now" for k in changed)
+    raise ValueError(f"--workdir={str(workdir)!r} holds a run of another config ({diffs}); "
+                     "use another --workdir")
+  if then is not None and then["devices"] != layout["devices"]:
+    raise ValueError(f"--workdir={str(workdir)!r} holds a run on {_describe(then)}; this run has "
+                     f"{_describe(layout)}: core-sets are picked per device, so resume it on "
+                     f"{then['devices']} devices or use another --workdir")
+
+
+def save_record(workdir: epath.Path, config: ml_collections.ConfigDict, layout: dict) -> None:
+  """Writes `config.json` atomically (process 0 only), so a killed write leaves the old one."""
+  if jax.process_index() == 0:
+    path = _record_path(workdir)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(run_record(config, layout), indent=2, sort_keys=True))
+    partial.replace(path)
+  logging.info("Config (also in %s):\n%s", _record_path(workdir), config)
+
+
+def create_manager(workdir: epath.Path,
+                   config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+  """Orbax's manager of `workdir/checkpoints`; told its handler up front, so that a checkpoint's
+  metadata can be read before anything is restored."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint_max_to_keep)
+  return ocp.CheckpointManager(workdir / "checkpoints", options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())
+
+
+def _fits(manager: ocp.CheckpointManager, step: int, state: Any) -> bool:
+  """Whether the checkpoint holds arrays of the state's shapes (compared as sorted lists: orbax
+  names the tree's nodes its own way). Raises if its metadata cannot be read (a broken one)."""
+  stored = jax.tree.leaves(manager.item_metadata(step), is_leaf=lambda m: hasattr(m, "shape"))
+  if not stored:
+    raise FileNotFoundError("its metadata is missing")
+  return sorted(tuple(m.shape) for m in stored) == sorted(x.shape for x in jax.tree.leaves(state))
+
+
+def _move_aside(manager: ocp.CheckpointManager, name: str) -> epath.Path:
+  """Moves a broken checkpoint folder to `workdir/broken_checkpoints/` (kept for inspection, out
+  of the way of the run's own later save of that step)."""
+  source = epath.Path(manager.directory) / name
+  target = epath.Path(manager.directory).parent / BROKEN_DIR / name
+  if jax.process_index() == 0:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+      target.rmtree()
+    source.rename(target)
+  multihost_utils.sync_global_devices(f"smallgan_move_aside_{name}")
+  manager.reload()
+  return target
+
+
+def _set_aside_unfinished_saves(manager: ocp.CheckpointManager) -> None:
+  """Orbax writes a step into `<step>.orbax-checkpoint-tmp-<time>` and renames it when done; a
+  save killed half-way leaves that folder, which orbax skips silently. Say so, and move it."""
+  for folder in sorted(epath.Path(manager.directory).glob(f"*{TMP_MARK}*")):
+    where = _move_aside(manager, folder.name)
+    logging.warning("The save of step %s did not finish (killed while writing); moved to %s",
+                    folder.name.split(TMP_MARK)[0], where)
+
+
+def restore_latest(manager: ocp.CheckpointManager, state: Any) -> Any:
+  """Resumes from the newest intact checkpoint in the workdir, if any.
+
+  A checkpoint whose shapes do not fit `state` is refused (another config wrote it); one that
+  cannot be read (truncated files, a save killed half-way) is moved aside with a warning naming
+  its step, and the next older one is tried.
+  """
+  _set_aside_unfinished_saves(manager)
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      if not _fits(manager, step, state):
+        raise ValueError(f"the checkpoint of step {step} in {manager.directory} does not fit "
+                         "this config (other shapes); use another --workdir")
+      restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+    except ValueError as e:
+      if "does not fit" in str(e):
+        raise
+      broken = e
+    except Exception as e:  # pylint: disable=broad-except
+      broken = e  # tensorstore and file errors alike: the step's files are damaged.
+    else:
+      logging.info("Resuming from the checkpoint of step %d in %s", step, manager.directory)
+      return restored
+    where = _move_aside(manager, str(step))
+    logging.warning("The checkpoint of step %d is broken (%s: %s); moved to %s, trying the "
+                    "one before it", step, type(broken).__name__, str(broken).splitlines()[0][:200],
+                    where)
+  return state

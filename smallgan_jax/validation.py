@@ -1,0 +1,152 @@
+"""Checks every config value, and the values that must agree, before a run builds anything.
+
+Without it a bad value surfaces late and far from its cause: as a traceback from inside a jitted
+step or a library, minutes in, after the workdir was created and perhaps a checkpoint written; or
+never (a negative std trains on the same mixture, a seed of 2**32 silently repeats seed 0).
+`validate_config` runs first, so a bad run fails in seconds, with one line naming the key, the value
+and what was expected, and changes nothing on disk. `FIELDS` lists every key of
+`configs/default.py`; a key it does not know is refused too (a typo in a config file would
+otherwise be ignored). The argparse types below give the benchmarks' flags the same checks.
+"""
+import argparse
+import difflib
+import math
+import numbers
+from typing import Any, Callable, Iterator, NamedTuple, Optional
+
+from flax import traverse_util
+import ml_collections
+
+from smallgan_jax import data, losses, models, sampling, topk
+
+SCHEDULES = ("constant", "linear")  # Learning-rate schedules `train.create_optimizer` builds.
+
+
+class Check(NamedTuple):
+  """What a value must pass, and the words an error message gives for it."""
+  ok: Callable[[Any], bool]
+  expected: str
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+  """A finite real number (an int is fine where a float is expected; a bool is not)."""
+  return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def one_of(names: tuple[str, ...]) -> Check:
+  return Check(lambda v: isinstance(v, str) and v in names, f"one of {names}")
+
+
+POSITIVE_INT = Check(lambda v: _is_int(v) and v >= 1, "a positive integer")
+# JAX keys are 32-bit (without x64): 2**32 gives seed 0's key and -1 that of 2**32 - 1.
+SEED = Check(lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)")
+GRID_MODES = Check(lambda v: _is_int(v) and v >= 1 and math.isqrt(v) ** 2 == v,
+                   "a perfect square (25, 36, ..., 100)")
+POSITIVE = Check(lambda v: _is_finite(v) and v > 0, "a positive number")
+NON_NEGATIVE = Check(lambda v: _is_finite(v) and v >= 0, "a number >= 0")
+FRACTION = Check(lambda v: _is_finite(v) and 0 < v <= 1, "a number in (0, 1]")
+ADAM_BETA = Check(lambda v: _is_finite(v) and 0 <= v < 1, "a number in [0, 1)")
+BOOL = Check(lambda v: isinstance(v, bool), "True or False")
+
+FIELDS = {
+    "seed": SEED,
+    "dataset": one_of(data.DATASETS),
+    "num_modes": POSITIVE_INT,  # And a perfect square for the grid: see `_cross_field_error`.
+    "mog_std": POSITIVE,
+    "mog_spacing": POSITIVE,
+    "ring_radius": POSITIVE,
+    "model": one_of(models.MODELS),
+    "mlp.width": POSITIVE_INT,
+    "mlp.hidden_layers": POSITIVE_INT,
+    "loss": one_of(losses.LOSSES),
+    "z_dim": POSITIVE_INT,
+    "prior": one_of(sampling.PRIORS),
+    "batch_size": POSITIVE_INT,
+    "g_batch_size": POSITIVE_INT,
+    "n_dis": POSITIVE_INT,
+    "coreset.factor_prior": POSITIVE_INT,
+    "coreset.factor_target": POSITIVE_INT,
+    "coreset.prior_scope": one_of(sampling.PRIOR_SCOPES),
+    "topk.enabled": BOOL,
+    "topk.gamma": FRACTION,
+    "topk.nu": FRACTION,
+    "topk.decay_steps": POSITIVE_INT,
+    "topk.scope": one_of(topk.SCOPES),
+    "gradient_penalty.weight": NON_NEGATIVE,
+    "gradient_penalty.on": one_of(losses.PENALTY_POINTS),
+    "gradient_penalty.center": NON_NEGATIVE,
+    "optim.g_lr": POSITIVE,
+    "optim.d_lr": POSITIVE,
+    "optim.b1": ADAM_BETA,
+    "optim.b2": ADAM_BETA,
+    "optim.schedule": one_of(SCHEDULES),
+    "num_train_steps": POSITIVE_INT,
+    "steps_in_flight": POSITIVE_INT,
+    "log_every_steps": POSITIVE_INT,
+    "eval_every_steps": POSITIVE_INT,
+    "eval_num_samples": POSITIVE_INT,
+    "checkpoint_every_steps": POSITIVE_INT,
+    "checkpoint_max_to_keep": POSITIVE_INT,
+}
+
+
+def _field_error(key: str, flat: dict) -> Optional[str]:
+  check = FIELDS[key]
+  if key not in flat:
+    return f"config.{key} is missing: expected {check.expected}"
+  if not check.ok(flat[key]):
+    return f"config.{key}={flat[key]!r}: expected {check.expected}"
+  return None
+
+
+def _unknown_key_error(flat: dict) -> Optional[str]:
+  unknown = sorted(flat.keys() - FIELDS.keys())
+  if not unknown:
+    return None
+  close = difflib.get_close_matches(unknown[0], FIELDS, n=1)
+  hint = f" (config.{close[0]}?)" if close else ""
+  return f"config.{unknown[0]}={flat[unknown[0]]!r}: not a known key{hint}"
+
+
+def _cross_field_error(config: ml_collections.ConfigDict, num_devices: int) -> Optional[str]:
+  """Values that are fine alone but not together (each field has passed its own check)."""
+  if config.dataset == "mog_grid" and not GRID_MODES.ok(config.num_modes):
+    return (f"config.num_modes={config.num_modes!r}: expected {GRID_MODES.expected} for "
+            "config.dataset='mog_grid'")
+  for key in ("batch_size", "g_batch_size"):
+    if config[key] % num_devices:
+      return f"config.{key}={config[key]} must be divisible by the {num_devices} devices"
+  return None
+
+
+def _errors(config: ml_collections.ConfigDict, num_devices: int) -> Iterator[Optional[str]]:
+  """Every check's error or None, lazily and in order: later checks rely on earlier ones."""
+  flat = traverse_util.flatten_dict(config.to_dict(), sep=".")
+  yield from (_field_error(key, flat) for key in FIELDS)
+  yield _unknown_key_error(flat)
+  yield _cross_field_error(config, num_devices)
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Raises ValueError, in one line naming the key, its value and what was expected, on the first
+  setting that cannot run on `num_devices` devices."""
+  error = next(filter(None, _errors(config, num_devices)), None)
+  if error:
+    raise ValueError(error)
+
+
+def flag_type(check: Check) -> Callable[[str], int]:
+  """An argparse `type` for an integer flag: a value failing `check` is a one-line usage error."""
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      value = None  # Fails every check.
+    if not check.ok(value):
+      raise argparse.ArgumentTypeError(f"{text!r}: expected {check.expected}")
+    return value
+  return parse
