@@ -2,7 +2,6 @@
 import argparse
 import importlib
 import math
-import pathlib
 
 from flax import traverse_util
 import ml_collections
@@ -10,21 +9,7 @@ import pytest
 
 from configs import default
 from smallgan_jax import validation
-
-CONFIGS = sorted(p.stem for p in pathlib.Path(default.__file__).parent.glob("*.py")
-                 if p.stem != "__init__")
-
-
-def small_config(overrides=None):
-  """A tiny toy config; `overrides` maps flattened keys ("topk.enabled") to values."""
-  config = default.get_config()
-  config.mlp.width = 32
-  config.batch_size = config.g_batch_size = 16
-  config.num_train_steps = 4
-  config.eval_num_samples = 500
-  config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
-  config.update_from_flattened_dict(overrides or {})
-  return config
+from tests.train_test import CONFIGS, small_config
 
 
 def config_with(overrides):
