@@ -9,14 +9,32 @@ Johnson-Lindenstrauss projection that makes the distances cheap.
 """
 import functools
 import math
-from typing import Iterable
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from smallgan_jax import coreset_pallas
+
 # The d feature rows are summed as _SLABS slabs of rows, see `_to_slabs`.
 _SLABS = 8
+
+BACKENDS = ("auto", "xla", "pallas")
+
+# backend="auto" runs the fused Pallas kernel only at the set sizes (n, d, k) where it was measured
+# faster than the XLA kernel, on that platform and device kind. Everything else, every TPU and CPU
+# included, runs the XLA kernel. H100: benchmarks/gpu_coreset.sh, jax 0.11.2, 2026-11-26, with
+# 1-16 sets per call; Pallas 1.7-4.3x faster at every size (docs/coreset_kernel.md).
+_PALLAS_MEASURED_FASTER = {
+    ("gpu", "NVIDIA H100 80GB HBM3"): frozenset({
+        (512, 128, 128),    # prior; SN-GAN G update: 0.72 ms vs 1.23
+        (1024, 32, 128),    # target, 1-16 sets: 0.32-0.40 ms vs 1.18-1.37
+        (8192, 128, 1024),  # large, 64 programs per set: 3.25 ms vs 13.40
+        (256, 128, 64),     # SN-GAN prior, 5 sets: 0.32 ms (8 warps) vs 0.71
+        (512, 32, 64),      # SN-GAN target, 5 sets: 0.23 ms vs 0.65
+    }),
+}
 
 
 def _check_args(shape: tuple, k: int) -> None:
@@ -41,15 +59,6 @@ def _to_slabs(points: jax.Array) -> jax.Array:
   return features.reshape(s, q, n)
 
 
-def _pairwise_sum(terms: Iterable[jax.Array]) -> jax.Array:
-  """Sum as a balanced tree: short dependency chains (more parallel adds) and less rounding."""
-  terms = list(terms)
-  while len(terms) > 1:
-    pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
-    terms = pairs + terms[len(terms) - len(terms) % 2:]
-  return terms[0]
-
-
 def _squared_distances(slabs: jax.Array, idx: jax.Array) -> jax.Array:
   """Squared l2 distance from every point to point `idx`, shape (n,), in the direct form.
 
@@ -61,12 +70,12 @@ def _squared_distances(slabs: jax.Array, idx: jax.Array) -> jax.Array:
   scalar loop, 2-4x slower over the whole selection at the paper's sizes.
   """
   centre = lax.dynamic_slice_in_dim(slabs, idx, 1, axis=2)
-  partial = _pairwise_sum((slabs[j] - centre[j]) ** 2 for j in range(slabs.shape[0]))
-  return _pairwise_sum(partial[r] for r in range(partial.shape[0]))
+  partial = coreset_pallas.pairwise_sum((slabs[j] - centre[j]) ** 2 for j in range(slabs.shape[0]))
+  return coreset_pallas.pairwise_sum(partial[r] for r in range(partial.shape[0]))
 
 
-@functools.partial(jax.jit, static_argnames=("k",))
-def greedy_k_center(points: jax.Array, k: int) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("k", "backend"))
+def greedy_k_center(points: jax.Array, k: int, backend: str = "auto") -> jax.Array:
   """Indices of a greedy k-center core-set of `points` (n, d), int32 of shape (k,), in pick order.
 
   Semantics:
@@ -82,8 +91,20 @@ def greedy_k_center(points: jax.Array, k: int) -> jax.Array:
 
   k is static; k outside [1, n] or non-2-D points raise ValueError at trace time. Works under
   `jax.vmap` (independent candidate sets) and inside `jax.pmap`.
+
+  backend: "xla" (a `fori_loop`, one iteration per pick), "pallas" (the fused kernel of
+  `coreset_pallas`, all picks in one launch; interpreted on CPU, for tests), or "auto" (the one
+  measured faster on this device for this size, see `choose_backend`). All return the same
+  indices up to float32 rounding differences of the device's compiler (none on the CPU).
   """
   _check_args(points.shape, k)
+  if choose_backend(backend, *points.shape, k) == "pallas":
+    return _pallas_sets(k, None)(points[None])[0]
+  return _greedy_k_center_xla(points, k)
+
+
+def _greedy_k_center_xla(points: jax.Array, k: int) -> jax.Array:
+  """The XLA kernel of `greedy_k_center`: a fori_loop over the picks."""
   n = points.shape[0]
   slabs = _to_slabs(points)
   iota = lax.iota(jnp.int32, n)
@@ -102,6 +123,55 @@ def greedy_k_center(points: jax.Array, k: int) -> jax.Array:
 
   init = (jnp.zeros((k,), jnp.int32), jnp.full((n,), jnp.inf, jnp.float32))
   return lax.fori_loop(1, k, pick, init)[0]
+
+
+def choose_backend(backend: str, n: int, d: int, k: int) -> str:
+  """The kernel ("xla" or "pallas") that `backend` means for a set of n points of dim d, on the
+  default device: "auto" is "pallas" only where `_PALLAS_MEASURED_FASTER` lists the size."""
+  if backend not in BACKENDS:
+    raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
+  if backend != "auto":
+    return backend
+  device = jax.devices()[0]
+  faster = _PALLAS_MEASURED_FASTER.get((device.platform, device.device_kind), ())
+  return "pallas" if (n, d, k) in faster else "xla"
+
+
+@functools.partial(jax.jit, static_argnames=("k", "backend", "config"))
+def greedy_k_center_sets(points: jax.Array, k: int, backend: str = "auto",
+                         config: Optional[coreset_pallas.KernelConfig] = None) -> jax.Array:
+  """`greedy_k_center` of each set of `points` (sets, n, d): int32 (sets, k).
+
+  The same as `jax.vmap(greedy_k_center)`; `config` lays out the Pallas kernel (None: its
+  measured defaults, `coreset_pallas.default_config`).
+  """
+  if points.ndim != 3:
+    raise ValueError(f"greedy_k_center_sets: points must be 3-D (sets, n, d), got {points.shape}")
+  _check_args(points.shape[1:], k)
+  if choose_backend(backend, *points.shape[1:], k) == "pallas":
+    return _pallas_sets(k, config)(points)
+  return jax.vmap(_greedy_k_center_xla, in_axes=(0, None))(points, k)
+
+
+@functools.lru_cache(maxsize=None)
+def _pallas_sets(k: int, config: Optional[coreset_pallas.KernelConfig]):
+  """(sets, n, d) -> (sets, k) with the fused kernel; under vmap, the vmapped axes are folded into
+  the sets of one kernel call (one program per set) instead of pallas_call's own batching."""
+
+  @jax.custom_batching.custom_vmap
+  def pallas_sets(points):
+    platform = jax.devices()[0].platform
+    return coreset_pallas.fused_greedy_k_center(
+        jax.vmap(_to_slabs)(points), points.shape[1], k, config,
+        coreset_pallas.variant_for(platform), interpret=platform == "cpu")
+
+  @pallas_sets.def_vmap
+  def _(axis_size, in_batched, points):
+    del in_batched  # the only argument, so batched
+    folded = pallas_sets(points.reshape(axis_size * points.shape[1], *points.shape[2:]))
+    return folded.reshape(axis_size, points.shape[1], k), True
+
+  return pallas_sets
 
 
 def random_projection(key: jax.Array, in_dim: int, out_dim: int,
