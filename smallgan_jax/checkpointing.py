@@ -18,10 +18,11 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 # Config fields a resumed run may change: they set how long it runs, how often it reports and how
-# far the host runs ahead, not what it trains (`num_train_steps` is how a run is extended; under
+# far the host runs ahead and on how many threads, not what it trains (`num_train_steps` is how a run is extended; under
 # `optim.schedule="linear"` it also stretches the decay, which is the point of extending such a run).
 RESUMABLE_KEYS = ("num_train_steps", "log_every_steps", "eval_every_steps", "eval_num_samples",
-                  "checkpoint_every_steps", "checkpoint_max_to_keep", "steps_in_flight")
+                  "checkpoint_every_steps", "checkpoint_max_to_keep", "steps_in_flight",
+                  "data.num_threads")
 LAYOUT_KEY = "device_layout"
 BROKEN_DIR = "broken_checkpoints"
 TMP_MARK = ".orbax-checkpoint-tmp"

@@ -6,18 +6,22 @@ never (a negative std trains on the same mixture, a seed of 2**32 silently repea
 `validate_config` runs first, so a bad run fails in seconds, with one line naming the key, the value
 and what was expected, and changes nothing on disk. `FIELDS` lists every key of
 `configs/default.py`; a key it does not know is refused too (a typo in a config file would
-otherwise be ignored). The argparse types below give the benchmarks' flags the same checks.
+otherwise be ignored). `DATA_FIELDS` lists the keys of the image input's `config.data` block
+(`data/images.py`), which only image configs have: they are checked, all of them, where a config
+has that block. The argparse types below give the benchmarks' flags the same checks.
 """
 import argparse
 import difflib
 import math
 import numbers
+import re
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 from flax import traverse_util
 import ml_collections
 
 from smallgan_jax import data, losses, models, sampling, topk
+from smallgan_jax.data import images
 
 SCHEDULES = ("constant", "linear")  # Learning-rate schedules `train.create_optimizer` builds.
 
@@ -93,9 +97,33 @@ FIELDS = {
     "checkpoint_max_to_keep": POSITIVE_INT,
 }
 
+NAME = Check(lambda v: isinstance(v, str) and bool(re.fullmatch(r"[\w.:/+-]+", v)),
+             "a dataset name (letters, digits and _.:/+-)")
+SPLIT = Check(lambda v: isinstance(v, str) and bool(v) and not any(c.isspace() for c in v),
+              "a split name without spaces")
+PATH = Check(lambda v: isinstance(v, str), "a folder or gs:// URL, or '' for the default")
+# tfds names: "cifar10", "lsun/church_outdoor", "celeb_a:2.1.0", "imagenet_resized/64x64:0.1.0".
+TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[\w.+-]+)?(:\d+\.\d+\.\d+)?")
 
-def _field_error(key: str, flat: dict) -> Optional[str]:
-  check = FIELDS[key]
+# The image input's block, `config.data` (fields documented in `images.data_config`).
+DATA_FIELDS = {
+    "data.source": one_of(images.SOURCES),
+    "data.name": NAME,
+    "data.split": SPLIT,
+    "data.tfds_data_dir": PATH,
+    "data.folder": PATH,
+    "data.idx_dir": PATH,
+    "data.resolution": Check(lambda v: _is_int(v) and 1 <= v <= 4096,
+                             "an integer in [1, 4096]"),
+    "data.channels": Check(lambda v: _is_int(v) and v in images.CHANNELS,
+                           f"one of {images.CHANNELS}"),
+    "data.num_threads": Check(lambda v: _is_int(v) and 0 <= v <= 1024,
+                              "an integer in [0, 1024] (0: one per CPU core)"),
+}
+
+
+def _field_error(key: str, flat: dict, fields: dict = FIELDS) -> Optional[str]:
+  check = fields[key]
   if key not in flat:
     return f"config.{key} is missing: expected {check.expected}"
   if not check.ok(flat[key]):
@@ -104,10 +132,11 @@ def _field_error(key: str, flat: dict) -> Optional[str]:
 
 
 def _unknown_key_error(flat: dict) -> Optional[str]:
-  unknown = sorted(flat.keys() - FIELDS.keys())
+  known = FIELDS.keys() | DATA_FIELDS.keys()
+  unknown = sorted(flat.keys() - known)
   if not unknown:
     return None
-  close = difflib.get_close_matches(unknown[0], FIELDS, n=1)
+  close = difflib.get_close_matches(unknown[0], known, n=1)
   hint = f" (config.{close[0]}?)" if close else ""
   return f"config.{unknown[0]}={flat[unknown[0]]!r}: not a known key{hint}"
 
@@ -123,12 +152,37 @@ def _cross_field_error(config: ml_collections.ConfigDict, num_devices: int) -> O
   return None
 
 
+def _data_error(data: ml_collections.ConfigDict) -> Optional[str]:
+  """The `config.data` values that do not go together (each has passed its own check)."""
+  source = f"for config.data.source={data.source!r}"
+  if data.source == "tfds" and not TFDS_NAME.fullmatch(data.name):
+    return (f"config.data.name={data.name!r}: expected a tfds dataset name, e.g. 'cifar10' or "
+            f"'lsun/church_outdoor', {source}")
+  if data.source == "idx":
+    if data.split not in images.IDX_SPLITS:
+      return f"config.data.split={data.split!r}: expected one of {images.IDX_SPLITS} {source}"
+    if not data.idx_dir and data.name not in images.IDX_DIRS:
+      return (f"config.data.idx_dir='': expected the folder of the idx files of "
+              f"config.data.name={data.name!r} (only {sorted(images.IDX_DIRS)} have a default)")
+  if data.source == "folder":
+    if data.split not in images.FOLDER_SPLITS:
+      return (f"config.data.split={data.split!r}: expected {images.FOLDER_SPLITS[0]!r} (the whole "
+              f"folder) {source}")
+    if not data.folder:
+      return f"config.data.folder='': expected the folder of the images {source}"
+  return None
+
+
 def _errors(config: ml_collections.ConfigDict, num_devices: int) -> Iterator[Optional[str]]:
   """Every check's error or None, lazily and in order: later checks rely on earlier ones."""
   flat = traverse_util.flatten_dict(config.to_dict(), sep=".")
   yield from (_field_error(key, flat) for key in FIELDS)
+  if "data" in config:  # An image config.
+    yield from (_field_error(key, flat, DATA_FIELDS) for key in DATA_FIELDS)
   yield _unknown_key_error(flat)
   yield _cross_field_error(config, num_devices)
+  if "data" in config:
+    yield _data_error(config.data)
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
