@@ -17,9 +17,10 @@ from jax.experimental import multihost_utils
 import ml_collections
 import orbax.checkpoint as ocp
 
-# Config fields a resumed run may change: they set how long it runs, how often it reports and how
-# far the host runs ahead and on how many threads, not what it trains (`num_train_steps` is how a run is extended; under
-# `optim.schedule="linear"` it also stretches the decay, which is the point of extending such a run).
+# Config fields a resumed run may change: they set how long it runs, how often it reports, and how
+# far ahead and on how many threads the host works, not what it trains (`num_train_steps` is how a
+# run is extended; under `optim.schedule="linear"` it also stretches the decay, which is the point
+# of extending such a run).
 RESUMABLE_KEYS = ("num_train_steps", "log_every_steps", "eval_every_steps", "eval_num_samples",
                   "checkpoint_every_steps", "checkpoint_max_to_keep", "steps_in_flight",
                   "data.num_threads")
