@@ -1,0 +1,620 @@
+"""The precomputed embedding array of a training split (Small-GAN, Alg. 2), built once and reused.
+
+The target core-set picks real images by the distances between their embeddings. Computing an
+embedding network on `factor * batch` candidates every step would cost more than the GAN step, so
+one pass over the split computes every image's embedding, projects it to `embedding_dim` with the
+seeded Gaussian matrix of `coreset.random_projection` (Johnson-Lindenstrauss), and stores one
+float32 array (count, dim) whose row i belongs to dataset index i. Training looks rows up by the
+streamed indices, on the host (`Embeddings.rows`), and runs the target core-set on them.
+
+Files, in `config.coreset.cache_dir` (local, or gs://...; written atomically, aside then renamed):
+
+    <source>.<model>.<d32|raw>.seed<S>.npy    the array (count, dim), float32
+    <source>.<model>.<d32|raw>.seed<S>.json   its metadata; written last, it marks the array done
+
+`<source>` is the image source's name with "/" as "." (`fashion_mnist.train`); a derived split
+(train and test pooled) is its own source, with its own name and index scheme. `<model>` is
+`pixels`, `inception` or `classifier-<classes>`. At load the metadata is checked against the
+source and the config: dataset, image count and shape, embedding model, its classes and weights'
+sha256, dimension, projection seed, and a sha256 of a fixed sample of the images; any difference
+refuses to train with one line naming both values (`EmbeddingCacheError`). It never rebuilds over
+an array it refuses: delete the two files to rebuild.
+
+On several processes, process 0 builds a missing array and the others wait for it at a barrier
+(`jax.experimental.multihost_utils.sync_global_devices`); the cache directory must then be one all
+hosts see (gs://...). The array can also be built ahead of training:
+
+    python -m smallgan_jax.embeddings --config=configs/fashion_mnist_dcgan.py [--verify]
+
+docs/embeddings.md describes the design, the fingerprints and the measured classifier.
+"""
+import concurrent.futures
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import numbers
+import os
+import re
+import sys
+import time
+from typing import Any, Callable, Optional, Protocol, Sequence
+
+from absl import app, flags, logging
+from etils import epath
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_flags
+import numpy as np
+
+from smallgan_jax import coreset
+
+MODELS = ("inception", "classifier", "pixels")
+FORMAT = 1
+DEFAULT_CACHE_DIR = "~/.cache/smallgan_jax"
+# `config.coreset.<key>`: value taken where the key is absent.
+DEFAULTS = {
+    "embedding": "inception",         # One of MODELS.
+    "embedding_dim": 32,              # Projected width; None keeps the raw embedding.
+    "projection_seed": 0,             # Seeds the projection matrix (not config.seed: one array
+                                      # serves every GAN seed).
+    "embedding_classes": None,        # `classifier`: class ids it trains on; None: all.
+    "cache_dir": DEFAULT_CACHE_DIR,   # Local or gs://.
+    "inception_weights": "",          # `inception`: the FID Inception's converted weights
+                                      # ("": `metrics.inception.DEFAULT_WEIGHTS`).
+}
+SAMPLE_SIZE = 64        # Images re-hashed at every load (evenly spaced over the indices).
+BUILD_BATCH = 256       # Images embedded per call while building.
+PROGRESS_EVERY_S = 5.0  # Seconds between progress lines.
+
+
+class EmbeddingCacheError(ValueError):
+  """A stored array that does not belong to this dataset or config; one line, both values."""
+
+
+class ImageSource(Protocol):
+  """What this module needs of a `smallgan_jax.data.images` source (any object with these).
+
+  name: "dataset/split", e.g. "fashion_mnist/train"; shape: (H, W, C); len(source): the count;
+  images(indices) -> uint8 (len, H, W, C) in the order given; labels(indices) -> int64 (len,).
+  """
+  name: str
+  shape: tuple[int, int, int]
+
+  def __len__(self) -> int:
+    ...
+
+  def images(self, indices: np.ndarray) -> np.ndarray:
+    ...
+
+  def labels(self, indices: np.ndarray) -> np.ndarray:
+    ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """The `config.coreset` values that decide the array (see `DEFAULTS`)."""
+  model: str = DEFAULTS["embedding"]
+  dim: Optional[int] = DEFAULTS["embedding_dim"]
+  seed: int = DEFAULTS["projection_seed"]
+  classes: Optional[tuple[int, ...]] = None
+  cache_dir: str = DEFAULT_CACHE_DIR
+  inception_weights: Optional[str] = None
+
+  def __post_init__(self):
+    if self.model not in MODELS:
+      raise ValueError(f"config.coreset.embedding={self.model!r}: expected one of {MODELS}")
+    if self.dim is not None and (isinstance(self.dim, bool) or not isinstance(self.dim, int)
+                                 or self.dim < 1):
+      raise ValueError(f"config.coreset.embedding_dim={self.dim!r}: expected a positive integer "
+                       "or None")
+
+
+def settings_from_config(config: ml_collections.ConfigDict) -> Settings:
+  """Reads `config.coreset.*` (`DEFAULTS` where a key or the whole section is absent)."""
+  section = config.get("coreset") or {}
+  value = {key: section.get(key, default) for key, default in DEFAULTS.items()}
+  classes = value["embedding_classes"]
+  if classes is not None and (isinstance(classes, (str, bytes)) or not all(
+      isinstance(c, numbers.Integral) and not isinstance(c, bool) and c >= 0 for c in classes)):
+    # `--config.coreset.embedding_classes=None` on the command line gives (None,).
+    raise ValueError(f"config.coreset.embedding_classes={classes!r}: expected a tuple of class "
+                     "ids (integers >= 0), or None for all classes")
+  return Settings(model=value["embedding"], dim=value["embedding_dim"],
+                  seed=int(value["projection_seed"]),
+                  classes=None if classes is None else tuple(int(c) for c in classes),
+                  cache_dir=value["cache_dir"] or DEFAULT_CACHE_DIR,
+                  inception_weights=value["inception_weights"] or None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths and atomic writes.
+
+
+def cache_dir_path(cache_dir: str) -> epath.Path:
+  """A URL (gs://...) kept as it is; a local path with ~ expanded, made absolute."""
+  if "://" in cache_dir:
+    return epath.Path(cache_dir)
+  return epath.Path(os.path.abspath(os.path.expanduser(cache_dir)))
+
+
+def file_stem(name: str) -> str:
+  """A source or model name as a file-name part: "/" becomes ".", anything unusual "_"."""
+  return re.sub(r"[^A-Za-z0-9_.+=-]", "_", name.replace("/", "."))
+
+
+def classes_tag(classes: Optional[Sequence[int]]) -> str:
+  """"all", the ids joined ("0-1-2-3-4-5-6-7-9"), or for over 16 classes a short hash."""
+  if classes is None:
+    return "all"
+  if len(classes) <= 16:
+    return "-".join(str(c) for c in classes)
+  return "h" + hashlib.sha256(json.dumps(list(classes)).encode()).hexdigest()[:12]
+
+
+def model_tag(settings: Settings) -> str:
+  if settings.model == "classifier":
+    return f"classifier-{classes_tag(settings.classes)}"
+  return settings.model
+
+
+def cache_path(settings: Settings, source_name: str) -> epath.Path:
+  """The array's path (`.npy`); its metadata is the same path with `.json`."""
+  dim = "raw" if settings.dim is None else f"d{settings.dim}"
+  stem = f"{file_stem(source_name)}.{model_tag(settings)}.{dim}.seed{settings.seed}"
+  return cache_dir_path(settings.cache_dir) / f"{stem}.npy"
+
+
+def meta_path(path: epath.Path) -> epath.Path:
+  return path.with_suffix(".json")
+
+
+def write_atomically(path: epath.Path, write: Callable[[Any], None]) -> None:
+  """Calls `write(file)` on `path + ".partial"` (binary), then renames it over `path`: a reader
+  sees the old file or the whole new one, never a part."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  partial = path.with_name(path.name + ".partial")
+  with partial.open("wb") as f:
+    write(f)
+  partial.replace(path)
+
+
+def write_json_atomically(path: epath.Path, value: dict) -> None:
+  text = json.dumps(value, indent=2, sort_keys=True).encode()
+  write_atomically(path, lambda f: f.write(text))
+
+
+def file_sha256(path: epath.Path, chunk: int = 1 << 24) -> str:
+  digest = hashlib.sha256()
+  with epath.Path(path).open("rb") as f:
+    while block := f.read(chunk):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Fingerprints of the images, in index order.
+
+
+def _hash_header(digest: Any, count: int, shape: Sequence[int]) -> None:
+  digest.update(f"uint8 images {count}x{'x'.join(str(s) for s in shape)};".encode())
+
+
+def sample_indices(count: int, size: int = SAMPLE_SIZE) -> np.ndarray:
+  """`size` indices spread evenly over [0, count), the first and last included."""
+  return np.unique(np.linspace(0, count - 1, min(size, count)).round().astype(np.int64))
+
+
+def sample_fingerprint(source: ImageSource, size: int = SAMPLE_SIZE) -> str:
+  """sha256 of the count, the image shape and the images at `sample_indices`: what every load
+  re-hashes (a few images, instead of the whole split)."""
+  digest = hashlib.sha256()
+  indices = sample_indices(len(source), size)
+  _hash_header(digest, len(source), source.shape)
+  digest.update(np.ascontiguousarray(source.images(indices), np.uint8).tobytes())
+  return digest.hexdigest()
+
+
+def full_fingerprint(source: ImageSource, batch: int = 4096) -> str:
+  """sha256 of the count, the image shape and every image in index order (a pass over the data;
+  `build` computes it on the way, `verify` recomputes it)."""
+  digest = hashlib.sha256()
+  _hash_header(digest, len(source), source.shape)
+  for start in range(0, len(source), batch):
+    indices = np.arange(start, min(start + batch, len(source)))
+    digest.update(np.ascontiguousarray(source.images(indices), np.uint8).tobytes())
+  return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedding models: images (uint8, (b, H, W, C)) -> float32 (b, raw_dim).
+
+
+@dataclasses.dataclass(frozen=True)
+class Embedder:
+  embed: Callable[[np.ndarray], Any]
+  weights: Optional[str] = None          # Path of the weights file, if any.
+  weights_sha256: Optional[str] = None
+  info: dict = dataclasses.field(default_factory=dict)  # Recorded in the metadata.
+
+
+@jax.jit
+def _pixels(images: jax.Array) -> jax.Array:
+  return images.reshape(images.shape[0], -1).astype(jnp.float32) / 255.0
+
+
+def _inception_features(images: np.ndarray, weights_path: str) -> np.ndarray:
+  """The 2048-d pool3 features of the FID Inception (`smallgan_jax.metrics.inception`)."""
+  from smallgan_jax.metrics import inception  # pylint: disable=g-import-not-at-top
+  return inception.pool3_features(images, weights_path)
+
+
+def _inception_weights(settings: Settings) -> epath.Path:
+  """The FID Inception's converted weights: `inception_weights`, or the converter's default
+  output path when it is empty."""
+  from smallgan_jax.metrics import inception  # pylint: disable=g-import-not-at-top
+  return epath.Path(inception.resolve_weights_path(settings.inception_weights))
+
+
+def _inception_embedder(settings: Settings) -> Embedder:
+  from smallgan_jax.metrics import inception  # pylint: disable=g-import-not-at-top
+  weights = _inception_weights(settings)
+  if not weights.exists():
+    raise ValueError(f"config.coreset.embedding='inception': "
+                     f"{inception.missing_weights_message(str(weights))}")
+  return Embedder(embed=functools.partial(_inception_features, weights_path=str(weights)),
+                  weights=str(weights), weights_sha256=file_sha256(weights))
+
+
+def _classifier_embedder(settings: Settings, source: ImageSource,
+                         test_source: Optional[ImageSource]) -> Embedder:
+  from smallgan_jax import classifier  # pylint: disable=g-import-not-at-top  # It imports this.
+  trained = classifier.load_or_train(settings.cache_dir, source, settings.classes,
+                                     test_source=test_source)
+  return Embedder(embed=trained.features, weights=str(trained.path),
+                  weights_sha256=trained.meta["sha256"],
+                  info={"classes": trained.meta["classes"],
+                        "test_accuracy": trained.meta.get("test_accuracy")})
+
+
+def get_embedder(settings: Settings, source: ImageSource,
+                 test_source: Optional[ImageSource] = None) -> Embedder:
+  """The embedding model `settings.model`; `classifier` is trained on `source` if not saved."""
+  if settings.model == "pixels":
+    return Embedder(embed=_pixels)
+  if settings.model == "inception":
+    return _inception_embedder(settings)
+  return _classifier_embedder(settings, source, test_source)
+
+
+def _stored_weights_sha256(settings: Settings, source_name: str) -> Optional[str]:
+  """The checksum of the weights the config names now, computed without training anything; None
+  where there is nothing to compare (pixels, or a classifier no longer saved)."""
+  if settings.model == "inception":
+    weights = _inception_weights(settings)
+    return file_sha256(weights) if weights.exists() else None
+  if settings.model == "classifier":
+    from smallgan_jax import classifier  # pylint: disable=g-import-not-at-top
+    return classifier.stored_sha256(settings.cache_dir, source_name, settings.classes)
+  return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Build.
+
+
+class Progress:
+  """Logs `done/total` with the rate and the time left, at most every `every_s` seconds."""
+
+  def __init__(self, total: int, what: str, unit: str = "images",
+               every_s: float = PROGRESS_EVERY_S):
+    self.total, self.what, self.unit, self.every_s = total, what, unit, every_s
+    self.start = self.last = time.monotonic()
+
+  def update(self, done: int) -> None:
+    now = time.monotonic()
+    if now - self.last < self.every_s and done < self.total:
+      return
+    self.last = now
+    elapsed = max(now - self.start, 1e-9)
+    rate = done / elapsed
+    eta = (self.total - done) / rate if rate > 0 else math.inf
+    logging.info("%s: %d/%d %s (%.1f%%), %.1f %s/s, %.0f s elapsed, ETA %s", self.what, done,
+                 self.total, self.unit, 100.0 * done / max(self.total, 1), rate, self.unit,
+                 elapsed, "unknown" if math.isinf(eta) else f"{eta:.0f} s")
+
+
+def _projector(raw_dim: int, settings: Settings) -> Callable[[Any], np.ndarray]:
+  if settings.dim is None:
+    return lambda x: np.asarray(x, np.float32)
+  matrix = coreset.random_projection(jax.random.PRNGKey(settings.seed), raw_dim, settings.dim)
+  project = jax.jit(coreset.project)
+  return lambda x: np.asarray(project(jnp.asarray(x, jnp.float32), matrix))
+
+
+def _read_chunk(source: ImageSource, indices: np.ndarray) -> np.ndarray:
+  images = np.ascontiguousarray(source.images(indices), np.uint8)
+  if images.shape != (len(indices), *source.shape):
+    raise ValueError(f"{source.name}.images gave shape {images.shape} for {len(indices)} "
+                     f"indices; expected {(len(indices), *source.shape)}")
+  return images
+
+
+def compute(source: ImageSource, embedder: Embedder, settings: Settings,
+            batch: int = BUILD_BATCH) -> tuple[np.ndarray, str, int]:
+  """One pass over `source`: (array (count, dim) float32, full fingerprint, raw dim).
+
+  A thread reads the next chunk of images while the model embeds this one. Chunks are padded to
+  `batch` images so that the jitted model compiles once.
+  """
+  count = len(source)
+  digest = hashlib.sha256()
+  _hash_header(digest, count, source.shape)
+  progress = Progress(count, f"Embedding {source.name} ({model_tag(settings)}, "
+                      f"{'raw' if settings.dim is None else settings.dim}-d)")
+  starts = range(0, count, batch)
+  chunk = lambda start: np.arange(start, min(start + batch, count))
+  array, project, raw_dim = None, None, None
+  with concurrent.futures.ThreadPoolExecutor(1) as reader:
+    pending = reader.submit(_read_chunk, source, chunk(0))
+    for start in starts:
+      images = pending.result()
+      if start + batch < count:
+        pending = reader.submit(_read_chunk, source, chunk(start + batch))
+      digest.update(images.tobytes())
+      padded = np.zeros((batch, *source.shape), np.uint8)
+      padded[:len(images)] = images
+      raw = embedder.embed(padded)
+      if project is None:
+        raw_dim = int(raw.shape[-1])
+        project = _projector(raw_dim, settings)
+        array = np.empty((count, raw_dim if settings.dim is None else settings.dim), np.float32)
+      rows = project(raw)[:len(images)]
+      if not np.isfinite(rows).all():
+        raise ValueError(f"the {settings.model} embedding of {source.name} images "
+                         f"{start}..{start + len(images) - 1} is not finite")
+      array[start:start + len(images)] = rows
+      progress.update(start + len(images))
+  return array, digest.hexdigest(), raw_dim
+
+
+def build(settings: Settings, source: ImageSource, test_source: Optional[ImageSource] = None,
+          batch: int = BUILD_BATCH) -> epath.Path:
+  """Computes and saves the array and its metadata (overwriting any there); returns its path."""
+  if len(source) < 1:
+    raise ValueError(f"{source.name} has no images to embed")
+  path = cache_path(settings, source.name)
+  started = time.time()
+  embedder = get_embedder(settings, source, test_source)
+  array, fingerprint, raw_dim = compute(source, embedder, settings, batch)
+  meta = {
+      "format": FORMAT,
+      "dataset": source.name,
+      "count": len(source),
+      "image_shape": list(source.shape),
+      "fingerprint": fingerprint,
+      "sample_fingerprint": sample_fingerprint(source),
+      "sample_size": SAMPLE_SIZE,
+      "model": settings.model,
+      "model_info": embedder.info,
+      "weights": embedder.weights,
+      "weights_sha256": embedder.weights_sha256,
+      "raw_dim": raw_dim,
+      "embedding_dim": settings.dim,
+      "projection_seed": settings.seed,
+      "dtype": "float32",
+      "array_sha256": hashlib.sha256(array.tobytes()).hexdigest(),
+      "build_seconds": round(time.time() - started, 1),
+  }
+  write_atomically(path, lambda f: np.save(f, array, allow_pickle=False))
+  write_json_atomically(meta_path(path), meta)  # Last: a .json marks a complete array.
+  logging.info("Saved the %s embeddings of %s (%d x %d) to %s in %.0f s", model_tag(settings),
+               source.name, *array.shape, path, meta["build_seconds"])
+  return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Load and check.
+
+
+@dataclasses.dataclass(frozen=True)
+class Embeddings:
+  """The array (count, dim) float32 (row i: dataset index i) and its metadata."""
+  array: np.ndarray
+  meta: dict
+  path: epath.Path
+
+  @property
+  def dim(self) -> int:
+    return self.array.shape[1]
+
+  def rows(self, indices: np.ndarray) -> np.ndarray:
+    """The embeddings of dataset `indices` (any shape; float32 (*indices.shape, dim)), on the
+    host, where the input pipeline draws the indices."""
+    indices = np.asarray(indices)
+    if indices.size and (indices.min() < 0 or indices.max() >= len(self.array)):
+      raise IndexError(f"indices {indices.min()}..{indices.max()} out of range for the "
+                       f"{len(self.array)} embeddings of {self.meta['dataset']}")
+    return np.asarray(self.array[indices.reshape(-1)]).reshape(*indices.shape, self.dim)
+
+
+def _refuse(path: epath.Path, what: str) -> EmbeddingCacheError:
+  return EmbeddingCacheError(
+      f"embedding cache {path} {what}; delete it and its .json to rebuild, or set "
+      "config.coreset.cache_dir elsewhere")
+
+
+def _dim_words(dim: Optional[int], raw_dim: Optional[int] = None) -> str:
+  if dim is None:
+    return f"raw ({raw_dim}-d)" if raw_dim else "raw"
+  return f"{dim}-d"
+
+
+def check(path: epath.Path, meta: dict, array_shape: tuple[int, ...], settings: Settings,
+          source: ImageSource, weights_sha256: Optional[str]) -> None:
+  """Raises EmbeddingCacheError, one line naming both values, where the stored array does not
+  belong to `source` and `settings`."""
+  def differs(what, stored, now):
+    raise _refuse(path, f"was built for {what} {stored!r}; this run has {now!r}")
+
+  if meta.get("format") != FORMAT:
+    differs("metadata format", meta.get("format"), FORMAT)
+  if meta["dataset"] != source.name:
+    differs("dataset", meta["dataset"], source.name)
+  if meta["count"] != len(source):
+    raise _refuse(path, f"holds {meta['count']} embeddings; dataset {source.name!r} has "
+                  f"{len(source)} images")
+  if tuple(meta["image_shape"]) != tuple(source.shape):
+    differs("image shape", tuple(meta["image_shape"]), tuple(source.shape))
+  if meta["model"] != settings.model:
+    raise _refuse(path, f"was built with embedding model {meta['model']!r}; "
+                  f"config.coreset.embedding={settings.model!r}")
+  if settings.model == "classifier":
+    stored = meta["model_info"].get("classes")
+    now = None if settings.classes is None else list(settings.classes)
+    if stored != now:
+      raise _refuse(path, f"was built with a classifier of classes {stored}; "
+                    f"config.coreset.embedding_classes={now}")
+  if meta["embedding_dim"] != settings.dim or array_shape[1:] != (
+      meta["raw_dim"] if settings.dim is None else settings.dim,):
+    raise _refuse(path, f"holds {_dim_words(meta['embedding_dim'], meta['raw_dim'])} embeddings "
+                  f"of shape {tuple(array_shape)}; config.coreset.embedding_dim={settings.dim!r}")
+  if array_shape[0] != meta["count"]:
+    raise _refuse(path, f"holds {array_shape[0]} rows; its metadata says {meta['count']}")
+  if meta["projection_seed"] != settings.seed and settings.dim is not None:
+    raise _refuse(path, f"was projected with seed {meta['projection_seed']}; "
+                  f"config.coreset.projection_seed={settings.seed}")
+  if weights_sha256 is not None and meta["weights_sha256"] != weights_sha256:
+    raise _refuse(path, f"was built with {meta['model']} weights of sha256 "
+                  f"{meta['weights_sha256']}; {meta['weights'] or 'the weights'} now has sha256 "
+                  f"{weights_sha256}")
+  fingerprint = sample_fingerprint(source, meta["sample_size"])
+  if meta["sample_fingerprint"] != fingerprint:
+    raise _refuse(path, f"was built from other images of {source.name!r} (sample sha256 "
+                  f"{meta['sample_fingerprint'][:16]}..., the dataset's now {fingerprint[:16]}...)")
+
+
+def exists(path: epath.Path) -> bool:
+  """Whether a complete array is there (its metadata, written last, is)."""
+  return meta_path(path).exists()
+
+
+def load(settings: Settings, source: ImageSource, path: Optional[epath.Path] = None,
+         verify_full: bool = False) -> Embeddings:
+  """Loads the array of `settings` and `source` and checks it (`check`); `verify_full` also
+  re-hashes every image and the array (a pass over the data). Local arrays are memory-mapped."""
+  path = path or cache_path(settings, source.name)
+  try:
+    meta = json.loads(meta_path(path).read_text())
+  except (OSError, ValueError) as e:
+    raise _refuse(path, f"has unreadable metadata ({type(e).__name__}: "
+                  f"{' '.join(str(e).split())})") from None
+  try:
+    if "://" in str(path):
+      with path.open("rb") as f:
+        array = np.load(f, allow_pickle=False)
+    else:
+      array = np.load(os.fspath(path), mmap_mode="r", allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise _refuse(path, f"cannot be read ({type(e).__name__}: {' '.join(str(e).split())})"
+                  ) from None
+  if array.dtype != np.float32 or array.ndim != 2:
+    raise _refuse(path, f"holds a {array.dtype} array of shape {array.shape}; expected float32 "
+                  "(count, dim)")
+  try:
+    check(path, meta, array.shape, settings, source,
+          _stored_weights_sha256(settings, source.name))
+  except (KeyError, TypeError) as e:
+    raise _refuse(path, f"has incomplete metadata ({type(e).__name__}: {e})") from None
+  if verify_full:
+    fingerprint = full_fingerprint(source)
+    if fingerprint != meta["fingerprint"]:
+      raise _refuse(path, f"was built from other images of {source.name!r} (sha256 "
+                    f"{meta['fingerprint']}, the dataset's now {fingerprint})")
+    array_sha = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+    if array_sha != meta["array_sha256"]:
+      raise _refuse(path, f"has array sha256 {array_sha}; its metadata says "
+                    f"{meta['array_sha256']}")
+  logging.info("Loaded the %s embeddings of %s (%d x %d) from %s", meta["model"], source.name,
+               *array.shape, path)
+  return Embeddings(array=array, meta=meta, path=path)
+
+
+def load_or_build(config: ml_collections.ConfigDict, source: ImageSource,
+                  test_source: Optional[ImageSource] = None) -> Embeddings:
+  """The checked embedding array of `source` for `config.coreset`, built first if missing.
+
+  With several processes, process 0 builds and the others wait at a barrier, then load it.
+  """
+  settings = settings_from_config(config)
+  path = cache_path(settings, source.name)
+  if jax.process_index() == 0 and not exists(path):
+    logging.info("No embeddings at %s: building them", path)
+    build(settings, source, test_source)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"smallgan_embeddings:{path}")
+    if not exists(path):
+      raise EmbeddingCacheError(
+          f"process {jax.process_index()} does not see the embedding cache {path} that process "
+          "0 built: set config.coreset.cache_dir to a directory all hosts share (gs://...)")
+  return load(settings, source, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: python -m smallgan_jax.embeddings --config=...
+
+
+def open_sources(config: ml_collections.ConfigDict) -> tuple[ImageSource, Optional[ImageSource]]:
+  """The split `config.data` names (`smallgan_jax.data.images.get_source`) and, when that is a
+  train split, the dataset's test split if it has one (for the classifier's test accuracy)."""
+  if "data" not in config:
+    raise ValueError(f"config.dataset={config.get('dataset')!r} has no images to embed (no "
+                     "config.data block)")
+  from smallgan_jax.data import images  # pylint: disable=g-import-not-at-top
+  train_source = images.get_source(config.data)
+  test_source = None
+  if config.data.split.split("[")[0] == "train":
+    try:
+      test_source = images.get_source(config.data, "test")
+    except ValueError as e:
+      logging.info("No test split for the classifier's test accuracy: %s", e)
+  return train_source, test_source
+
+
+def run(config: ml_collections.ConfigDict, verify: bool = False) -> Embeddings:
+  """What the command does: builds the array of `config` if missing, loads and checks it (in full
+  with `verify`), and prints one line saying where it is."""
+  settings = settings_from_config(config)
+  train_source, test_source = open_sources(config)
+  path = cache_path(settings, train_source.name)
+  if not exists(path):
+    build(settings, train_source, test_source)
+  loaded = load(settings, train_source, path, verify_full=verify)
+  print(f"{loaded.path}: {loaded.array.shape[0]} x {loaded.dim} float32 embeddings of "
+        f"{train_source.name} ({model_tag(settings)}), checked{' in full' if verify else ''}")
+  return loaded
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {list(argv[1:])}")
+  try:
+    run(flags.FLAGS.config, flags.FLAGS.verify)
+  except (ValueError, NotImplementedError) as e:  # Bad input or a refused cache: one line.
+    sys.exit(f"FATAL {e}")
+
+
+def define_flags() -> None:
+  """The command's flags; defined only when it runs (main.py defines its own --config)."""
+  config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
+  flags.DEFINE_bool("verify", False, "Also re-hash every image and the array against the "
+                    "stored fingerprints (a full pass over the data).")
+  flags.mark_flags_as_required(["config"])
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
