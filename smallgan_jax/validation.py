@@ -8,7 +8,9 @@ and what was expected, and changes nothing on disk. `FIELDS` lists every key of
 `configs/default.py`; a key it does not know is refused too (a typo in a config file would
 otherwise be ignored). `DATA_FIELDS` lists the keys of the image input's `config.data` block
 (`data/images.py`), which only image configs have: they are checked, all of them, where a config
-has that block. The argparse types below give the benchmarks' flags the same checks.
+has that block. `DCGAN_FIELDS` likewise lists the `config.dcgan` block (`models/dcgan.py`), which
+only configs of model='dcgan' have (and must have). The argparse types below give the benchmarks'
+flags the same checks.
 """
 import argparse
 import difflib
@@ -20,7 +22,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional
 from flax import traverse_util
 import ml_collections
 
-from smallgan_jax import data, losses, models, sampling, topk
+from smallgan_jax import data, embeddings, losses, models, sampling, topk
 from smallgan_jax.data import images
 
 SCHEDULES = ("constant", "linear")  # Learning-rate schedules `train.create_optimizer` builds.
@@ -121,6 +123,30 @@ DATA_FIELDS = {
                               "an integer in [0, 1024] (0: one per CPU core)"),
 }
 
+# The convolutional pair's block, `config.dcgan` (fields documented in `dcgan.dcgan_config`).
+DCGAN_FIELDS = {
+    "dcgan.g_channels": POSITIVE_INT,
+    "dcgan.d_channels": POSITIVE_INT,
+    "dcgan.spectral_norm": BOOL,
+    "dcgan.dtype": one_of(tuple(models.DTYPES)),
+}
+
+
+# How image configs embed their target candidates (`embeddings.DEFAULTS` for absent keys).
+EMBEDDING_FIELDS = {
+    "coreset.embedding": one_of(embeddings.MODELS),
+    "coreset.embedding_dim": Check(lambda v: v is None or POSITIVE_INT.ok(v),
+                                   "a positive integer, or None to keep the raw embedding"),
+    "coreset.projection_seed": SEED,
+    "coreset.embedding_classes": Check(
+        lambda v: v is None or (isinstance(v, (tuple, list)) and len(set(v)) == len(v) >= 2 and
+                                all(_is_int(c) and c >= 0 for c in v)),
+        "a tuple of at least 2 distinct class ids >= 0, or None for all"),
+    "coreset.cache_dir": PATH,
+    "coreset.inception_weights": Check(lambda v: isinstance(v, str),
+                                       "a path to the converted weights, or '' for the default"),
+}
+
 
 def _field_error(key: str, flat: dict, fields: dict = FIELDS) -> Optional[str]:
   check = fields[key]
@@ -132,7 +158,7 @@ def _field_error(key: str, flat: dict, fields: dict = FIELDS) -> Optional[str]:
 
 
 def _unknown_key_error(flat: dict) -> Optional[str]:
-  known = FIELDS.keys() | DATA_FIELDS.keys()
+  known = FIELDS.keys() | DATA_FIELDS.keys() | DCGAN_FIELDS.keys() | EMBEDDING_FIELDS.keys()
   unknown = sorted(flat.keys() - known)
   if not unknown:
     return None
@@ -146,6 +172,13 @@ def _cross_field_error(config: ml_collections.ConfigDict, num_devices: int) -> O
   if config.dataset == "mog_grid" and not GRID_MODES.ok(config.num_modes):
     return (f"config.num_modes={config.num_modes!r}: expected {GRID_MODES.expected} for "
             "config.dataset='mog_grid'")
+  if config.dataset == "images" and "data" not in config:
+    return "config.dataset='images': expected a config.data block (images.data_config())"
+  if config.model == "dcgan" and "data" not in config:
+    return "config.model='dcgan': expected an image config (with a config.data block)"
+  if config.model == "dcgan" and config.data.resolution not in models.dcgan.RESOLUTIONS:
+    return (f"config.data.resolution={config.data.resolution!r}: expected one of "
+            f"{models.dcgan.RESOLUTIONS} for config.model='dcgan'")
   for key in ("batch_size", "g_batch_size"):
     if config[key] % num_devices:
       return f"config.{key}={config[key]} must be divisible by the {num_devices} devices"
@@ -177,8 +210,14 @@ def _errors(config: ml_collections.ConfigDict, num_devices: int) -> Iterator[Opt
   """Every check's error or None, lazily and in order: later checks rely on earlier ones."""
   flat = traverse_util.flatten_dict(config.to_dict(), sep=".")
   yield from (_field_error(key, flat) for key in FIELDS)
+  yield from (_field_error(key, flat, EMBEDDING_FIELDS) for key in EMBEDDING_FIELDS if key in flat)
   if "data" in config:  # An image config.
     yield from (_field_error(key, flat, DATA_FIELDS) for key in DATA_FIELDS)
+  if "dcgan" in config:  # A config of model='dcgan'.
+    yield from (_field_error(key, flat, DCGAN_FIELDS) for key in DCGAN_FIELDS)
+  elif config.model == "dcgan":
+    yield ("config.dcgan is missing: expected a block like models.dcgan.dcgan_config() for "
+           "config.model='dcgan'")
   yield _unknown_key_error(flat)
   yield _cross_field_error(config, num_devices)
   if "data" in config:

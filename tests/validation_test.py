@@ -2,6 +2,7 @@
 import argparse
 import importlib
 import math
+import re
 
 from flax import traverse_util
 import ml_collections
@@ -12,10 +13,11 @@ from smallgan_jax import validation
 from tests.train_test import CONFIGS, small_config
 
 
-def config_with(overrides):
-  """The small config with `overrides` set as a config file could set them: in a new ConfigDict,
-  past the type checks of an existing one, so a wrong type reaches validate_config too."""
-  flat = traverse_util.flatten_dict(small_config().to_dict(), sep=".")
+def config_with(overrides, base=None):
+  """`base` (the small config by default) with `overrides` set as a config file could set them:
+  in a new ConfigDict, past the type checks of an existing one, so a wrong type reaches
+  validate_config too."""
+  flat = traverse_util.flatten_dict((base or small_config()).to_dict(), sep=".")
   return ml_collections.ConfigDict(traverse_util.unflatten_dict({**flat, **overrides}, sep="."))
 
 
@@ -41,7 +43,8 @@ def test_batch_must_split_over_devices():
 BAD = [
     ({"seed": -1}, "config.seed=-1: expected an integer in [0, 2**32)"),
     ({"seed": 2**32}, "config.seed=4294967296: expected an integer in [0, 2**32)"),
-    ({"dataset": "mnist"}, "config.dataset='mnist': expected one of ('mog_grid', 'mog_ring')"),
+    ({"dataset": "mnist"},
+     "config.dataset='mnist': expected one of ('mog_grid', 'mog_ring', 'images')"),
     ({"num_modes": 30}, "config.num_modes=30: expected a perfect square (25, 36, ..., 100) for "
                         "config.dataset='mog_grid'"),
     ({"dataset": "mog_ring", "num_modes": 0}, "config.num_modes=0: expected a positive integer"),
@@ -51,7 +54,7 @@ BAD = [
     ({"mog_std": "0.05"}, "config.mog_std='0.05': expected a positive number"),
     ({"mog_spacing": 0.0}, "config.mog_spacing=0.0: expected a positive number"),
     ({"ring_radius": -2.0}, "config.ring_radius=-2.0: expected a positive number"),
-    ({"model": "resnet"}, "config.model='resnet': expected one of ('mlp',)"),
+    ({"model": "resnet"}, "config.model='resnet': expected one of ('mlp', 'dcgan')"),
     ({"mlp.width": 0}, "config.mlp.width=0: expected a positive integer"),
     ({"mlp.width": 32.0}, "config.mlp.width=32.0: expected a positive integer"),
     ({"mlp.hidden_layers": 0}, "config.mlp.hidden_layers=0: expected a positive integer"),
@@ -159,3 +162,19 @@ def test_flag_type_refuses_bad_values(check, text, message):
   with pytest.raises(argparse.ArgumentTypeError) as e:
     validation.flag_type(check)(text)
   assert str(e.value) == message
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("coreset.embedding", "resnet", "config.coreset.embedding='resnet': expected one of"),
+    ("coreset.embedding_dim", 0, "config.coreset.embedding_dim=0: expected a positive integer"),
+    ("coreset.embedding_classes", (3,),
+     "config.coreset.embedding_classes=(3,): expected a tuple of at least 2 distinct class ids"),
+    ("coreset.embedding_classes", (1, 1),
+     "config.coreset.embedding_classes=(1, 1): expected a tuple of at least 2 distinct"),
+    ("coreset.projection_seed", -1, "config.coreset.projection_seed=-1: expected an integer"),
+])
+def test_embedding_settings_of_image_configs_are_checked(key, value, message):
+  config = importlib.import_module("configs.fashion_mnist_dcgan").get_config()
+  validation.validate_config(config, num_devices=1)
+  with pytest.raises(ValueError, match=re.escape(message)):
+    validation.validate_config(config_with({key: value}, config), num_devices=1)
