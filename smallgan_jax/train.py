@@ -193,15 +193,16 @@ def all_finite(*trees: Any) -> jax.Array:
   return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(trees)]))
 
 
-def train_step(state: GANState, *, config: ml_collections.ConfigDict,
+def train_step(state: GANState, batch: Any = None, *, config: ml_collections.ConfigDict,
                draw_candidates: Callable, num_replicas: int,
                axis_name: Optional[str] = AXIS) -> tuple[GANState, dict]:
   """A full GAN iteration on one device: core-set sampling, n_dis D updates, one G update.
 
   `state` is the same on every replica; each replica folds its index into the sampling keys so
   the replicas draw different batches (but for a global prior core-set, `global_latents`).
-  `num_replicas` splits the global batch sizes. The metrics hold `finite`: whether the losses and
-  the new parameters are all finite.
+  `batch` is this device's share of what the host streams for the step (image candidates), or
+  None where the dataset draws on the device. `num_replicas` splits the global batch sizes. The
+  metrics hold `finite`: whether the losses and the new parameters are all finite.
   """
   d_loss_fn, g_loss_fn = losses.get_losses(config.loss)
   k_d, k_g = config.batch_size // num_replicas, config.g_batch_size // num_replicas
@@ -213,8 +214,8 @@ def train_step(state: GANState, *, config: ml_collections.ConfigDict,
     z_d, z_g = global_latents(config, jax.random.fold_in(step_rng, 3), num_replicas, axis_name)
   else:
     z_d, z_g = draw_latents(config, prior_rng, k_d, k_g)
-  real = sampling.coreset_target(target_rng, draw_candidates, config.n_dis, k_d,
-                                 config.coreset.factor_target)
+  draw = functools.partial(draw_candidates, batch=batch)
+  real = sampling.coreset_target(target_rng, draw, config.n_dis, k_d, config.coreset.factor_target)
 
   # Folded, not split off, so runs without an interpolation penalty draw what they always drew.
   penalty_rngs = jax.random.split(jax.random.fold_in(device_rng, 2), config.n_dis)
@@ -228,9 +229,10 @@ def train_step(state: GANState, *, config: ml_collections.ConfigDict,
   return state.replace(step=state.step + 1, g=g_state, d=d_state, rng=rng), metrics
 
 
-def make_train_step(config: ml_collections.ConfigDict, dataset: Any,
-                    mesh: jax.sharding.Mesh) -> Callable:
-  """`train_step` on every device of `mesh`, as one jitted program on the replicated state.
+def make_train_step(config: ml_collections.ConfigDict, dataset: Any, mesh: jax.sharding.Mesh,
+                    streamed: bool = False) -> Callable:
+  """`train_step` on every device of `mesh`, as one jitted program on the replicated state;
+  `streamed`: it also takes the step's host batch, split over the devices on its leading axis.
 
   `check_vma=False`: the step is written per device as for `pmap` (its outputs are replicated
   because every gradient and statistic is averaged with `pmean`; the tests check the replicas
@@ -238,7 +240,12 @@ def make_train_step(config: ml_collections.ConfigDict, dataset: Any,
   """
   step = functools.partial(train_step, config=config, draw_candidates=dataset.draw_candidates,
                            num_replicas=mesh.size)
-  sharded = jax.shard_map(step, mesh=mesh, in_specs=PartitionSpec(), out_specs=PartitionSpec(),
+  if streamed:
+    per_device = lambda state, batch: step(state, jax.tree.map(lambda x: x[0], batch))
+    in_specs = (PartitionSpec(), PartitionSpec(AXIS))
+  else:
+    per_device, in_specs = step, PartitionSpec()
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec(),
                           check_vma=False)
   return jax.jit(sharded, donate_argnums=0)
 
@@ -359,12 +366,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   first_step = int(distributed.host_value(state.step)) + 1
 
   writer, report_progress = create_reporting(str(workdir), config)
-  p_train_step = make_train_step(config, dataset, mesh)
+  host_inputs = dataset.batches(config, mesh, first_step)
+  p_train_step = make_train_step(config, dataset, mesh, streamed=dataset.streamed)
   metrics = StepMetrics(manager)
   with preemption.Watcher() as watcher:
     for step in range(first_step, config.num_train_steps + 1):
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
-        state, step_metrics = p_train_step(state)
+        state, step_metrics = p_train_step(state, *next(host_inputs))
       metrics.add(step, step_metrics)
       metrics.fetch(keep=config.steps_in_flight)
       report_progress(step)

@@ -20,12 +20,12 @@ def free_port():
     return s.getsockname()[1]
 
 
-def run_processes(workdir, num_processes, devices_each, *flags):
+def run_processes(workdir, num_processes, devices_each, *flags, config="configs/toy_mog.py"):
   """The CLI in `num_processes` local processes joined by jax.distributed on localhost."""
   address = f"localhost:{free_port()}"
   procs = [subprocess.Popen(
       main_command(workdir, *flags, f"--coordinator_address={address}",
-                   f"--num_processes={num_processes}", f"--process_id={i}"),
+                   f"--num_processes={num_processes}", f"--process_id={i}", config=config),
       cwd=ROOT, env=main_env(devices_each), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True) for i in range(num_processes)]
   outs = [p.communicate(timeout=600) for p in procs]

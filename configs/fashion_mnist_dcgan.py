@@ -1,0 +1,41 @@
+"""Small-GAN with a CPU-sized DCGAN on Fashion-MNIST (28x28 grey), the image setting this 2-core
+CPU can train.
+
+  apt-get install -y dataset-fashion-mnist   # once: Debian's idx files, read where they lie
+  python -m smallgan_jax.main --config=configs/fashion_mnist_dcgan.py --workdir=workdirs/fmnist
+
+Plain GAN at the same batch: --config.coreset.factor_prior=1 --config.coreset.factor_target=1.
+The target core-set picks real images by their `classifier` embeddings (a small CNN the project
+trains once on the training labels; built on first use into config.coreset.cache_dir), projected
+to 32 dimensions. No result is recorded yet: the comparison of the image-GAN issue measures it.
+"""
+from configs import default
+from smallgan_jax.data import images
+from smallgan_jax.models import dcgan
+
+
+def get_config():
+  config = default.get_config()
+  config.dataset = "images"
+  config.data = images.data_config(source="idx", name="fashion_mnist", split="train",
+                                   resolution=28, channels=1)
+  config.model = "dcgan"
+  config.dcgan = dcgan.dcgan_config(g_channels=64, d_channels=64, spectral_norm=True)
+  config.z_dim = 64
+  config.prior = "normal"
+  config.loss = "hinge"
+  config.n_dis = 1
+  config.coreset.embedding = "classifier"
+  config.coreset.embedding_dim = 32
+  config.coreset.projection_seed = 0
+  config.coreset.cache_dir = "~/.cache/smallgan_jax"
+  config.optim.g_lr = 2e-4
+  config.optim.d_lr = 2e-4
+  config.optim.b1 = 0.0
+  config.optim.b2 = 0.9
+  config.num_train_steps = 10_000
+  config.log_every_steps = 100
+  config.eval_every_steps = 1_000
+  config.eval_num_samples = 1_000
+  config.checkpoint_every_steps = 1_000
+  return config
