@@ -11,11 +11,11 @@ GAN: 90.67 / 23.31). At Adam 1e-4 and 150k steps (--config.optim.g_lr=1e-4
 --config.optim.d_lr=1e-4 --config.num_train_steps=150000) both are stable and the plain GAN
 ends ahead on high quality (README).
 """
-from configs import toy_mog
+from configs import toy_mog_table1
 
 
 def get_config():
-  config = toy_mog.get_config()
+  config = toy_mog_table1.get_config()
   config.num_modes = 100
   # WGAN-GP on real/fake interpolates, weight 0.1, added to the non-saturating loss (the public
   # Small-GAN reimplementation's toy setting).

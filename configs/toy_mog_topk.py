@@ -1,5 +1,5 @@
-"""Top-k GAN on the 2D grid mixture, without core-sets (Small-GAN + top-k: toy_mog.py with
---config.topk.enabled=True).
+"""Top-k GAN on the 2D grid mixture, without core-sets (Small-GAN + top-k: toy_mog_table1.py
+with --config.topk.enabled=True).
 
   python -m smallgan_jax.main --config=configs/toy_mog_topk.py --workdir=/tmp/toy_mog_topk
 

@@ -4,11 +4,11 @@
 
 Not yet benchmarked: no measured result to quote.
 """
-from configs import toy_mog
+from configs import toy_mog_table1
 
 
 def get_config():
-  config = toy_mog.get_config()
+  config = toy_mog_table1.get_config()
   config.dataset = "mog_ring"
   config.num_modes = 8
   return config

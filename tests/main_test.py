@@ -13,12 +13,15 @@ import orbax.checkpoint as ocp
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A constant learning rate: under the default run's linear decay, a run extended on resume
+# (a larger num_train_steps) decays differently from a straight one, by design.
+CONFIG = "configs/toy_mog_table1.py"
 SMALL = ["--config.mlp.width=32", "--config.batch_size=16", "--config.g_batch_size=16",
          "--config.eval_num_samples=500", "--config.log_every_steps=5",
          "--config.checkpoint_every_steps=10", "--config.eval_every_steps=1000"]
 
 
-def main_command(workdir, *flags, config="configs/toy_mog.py"):
+def main_command(workdir, *flags, config=CONFIG):
   return [sys.executable, "-m", "smallgan_jax.main", f"--config={config}", f"--workdir={workdir}",
           *SMALL, *flags]
 
@@ -28,7 +31,7 @@ def main_env(devices=1):
               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
 
 
-def run_main(workdir, *flags, config="configs/toy_mog.py", devices=1):
+def run_main(workdir, *flags, config=CONFIG, devices=1):
   return subprocess.run(main_command(workdir, *flags, config=config), cwd=ROOT,
                         env=main_env(devices), capture_output=True, text=True, timeout=600)
 

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.main_test import ROOT, final_params, main_command, main_env, run_main, snapshot
+from tests.main_test import CONFIG, ROOT, final_params, main_command, main_env, run_main, snapshot
 
 STEPS = ["--config.num_train_steps=20", "--config.checkpoint_every_steps=10"]
 
@@ -20,7 +20,7 @@ def free_port():
     return s.getsockname()[1]
 
 
-def run_processes(workdir, num_processes, devices_each, *flags, config="configs/toy_mog.py"):
+def run_processes(workdir, num_processes, devices_each, *flags, config=CONFIG):
   """The CLI in `num_processes` local processes joined by jax.distributed on localhost."""
   address = f"localhost:{free_port()}"
   procs = [subprocess.Popen(
