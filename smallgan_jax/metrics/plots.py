@@ -17,6 +17,7 @@ from smallgan_jax.metrics import mog
 SAMPLE_COLOR = "tab:blue"
 RECOVERED_COLOR = "tab:green"
 MISSED_COLOR = "tab:red"
+QUALITY_STDS = 4.0  # The high-quality radius of `mog.mode_metrics`, in std.
 
 
 def metrics_text(metrics: dict) -> str:
@@ -27,7 +28,7 @@ def metrics_text(metrics: dict) -> str:
 
 
 def recovered_modes(samples: np.ndarray, means: np.ndarray, std: float,
-                    quality_stds: float = 4.0) -> np.ndarray:
+                    quality_stds: float = QUALITY_STDS) -> np.ndarray:
   """(M,) bool: which modes have a high-quality sample, as `mog.mode_metrics` counts them."""
   index, dist = mog.nearest_modes(samples.astype(np.float64), means.astype(np.float64))
   recovered = np.zeros(len(means), bool)
@@ -71,8 +72,8 @@ def mog_scatter_figure(samples, means, title: str = "", ax: Axes | None = None, 
   if std is not None:
     recovered = recovered_modes(samples, means, std)
     centre_colors = np.where(recovered, RECOVERED_COLOR, MISSED_COLOR)
-    for mean, hit in zip(means, recovered):
-      ax.add_patch(Circle(mean, 4 * std, fill=False, color=RECOVERED_COLOR if hit else MISSED_COLOR,
+    for mean, hit, color in zip(means, recovered, centre_colors):
+      ax.add_patch(Circle(mean, QUALITY_STDS * std, fill=False, color=color,
                           alpha=0.5 if hit else 0.9, lw=0.8 if hit else 1.5, zorder=1))
     handles += [
         Line2D([], [], ls="", marker="+", ms=8, color=RECOVERED_COLOR,
@@ -84,7 +85,7 @@ def mog_scatter_figure(samples, means, title: str = "", ax: Axes | None = None, 
   ax.scatter(means[:, 0], means[:, 1], s=40, marker="+", color=centre_colors, linewidths=1.2,
              zorder=1)
   extent = max(float(np.max(np.ptp(means, axis=0))), 1.0)
-  x, y, half = _square_limits(samples, means, margin=0.08 * extent + 4 * (std or 0.0))
+  x, y, half = _square_limits(samples, means, margin=0.08 * extent + QUALITY_STDS * (std or 0.0))
   ax.set_xlim(x - half, x + half)
   ax.set_ylim(y - half, y + half)
   ax.set_aspect("equal")
