@@ -58,3 +58,13 @@ def test_plain_image_gan_needs_no_embeddings(tiny_flags, tmp_path):
                  config=CONFIG)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "embeddings" not in out.stderr.lower()
+
+
+def test_image_config_without_its_dataset_fails_in_one_line_before_any_model(tmp_path):
+  empty = tmp_path / "no_data"
+  empty.mkdir()
+  out = run_main(tmp_path / "run", f"--config.data.idx_dir={empty}", config=CONFIG)
+  assert out.returncode != 0
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith("FATAL ") and str(empty) in last and "fashion_mnist" in last, last
+  assert not (tmp_path / "run" / "checkpoints").exists()
