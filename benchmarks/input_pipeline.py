@@ -12,9 +12,10 @@ step and device, `steps_in_flight` steps ahead), consumed as fast as they come:
   python benchmarks/input_pipeline.py
   python benchmarks/input_pipeline.py --threads 1 2 4 --steps=20 --n=512
 
-This prints the pipeline side only. The images/s that a train step consumes, to set against it,
-needs the image GANs (a later step): until then compare the numbers with the step rate you need,
-e.g. SN-GAN's 5 x 8 x 64 = 2,560 candidate images per step and device.
+Then, side by side in the same run, the train step of `configs/fashion_mnist_dcgan.py` on the
+idx source (`--step_steps` steps; 0 skips it): its rate fed by the pipeline (the trainer's own
+`ImageDataset.batches`) against the same step fed one ready-made device batch over and over, the
+images/s it consumes, and the ratio of the two rates (goal >= 0.95).
 """
 import argparse
 import os
@@ -22,11 +23,13 @@ import sys
 import tempfile
 import time
 
+import jax
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
-from smallgan_jax import validation  # pylint: disable=g-import-not-at-top
+from configs import fashion_mnist_dcgan  # pylint: disable=g-import-not-at-top
+from smallgan_jax import data, distributed, train, validation  # pylint: disable=g-import-not-at-top
 from smallgan_jax.data import images, pipeline  # pylint: disable=g-import-not-at-top
 
 SOURCES = ("idx", "folder")
@@ -62,6 +65,41 @@ def images_per_second(source: images.ImageSource, threads: int, args: argparse.N
   return steps * args.n_dis * args.n / elapsed
 
 
+def steps_per_second(step, state, inputs, steps: int) -> tuple[float, object]:
+  """Steps/s of `step` over `steps` steps after 2 warm-up steps, each fed `next(inputs)`, with
+  the trainer's bound on the steps in flight (it waits for step t - 2 before step t)."""
+  pending = []
+  for i in range(steps + 2):
+    if i == 2:
+      jax.block_until_ready(state)
+      start = time.perf_counter()
+    state, metrics = step(state, *next(inputs))
+    pending.append(metrics)
+    if len(pending) > 2:
+      jax.block_until_ready(pending.pop(0))
+  jax.block_until_ready(state)
+  return steps / (time.perf_counter() - start), state
+
+
+def train_step_rates(idx_dir: str, steps: int) -> tuple[float, float, int]:
+  """(steps/s fed by the pipeline, steps/s fed a ready-made batch, images per step) of the
+  Fashion-MNIST config's train step on this machine's devices."""
+  config = fashion_mnist_dcgan.get_config()
+  config.data.idx_dir = idx_dir
+  dataset = data.get_dataset(config)
+  mesh = distributed.device_mesh()
+  step = train.make_train_step(config, dataset, mesh, streamed=True)
+  state = train.replicated_state(config, dataset, mesh)
+  fed = dataset.batches(config, mesh, 1)
+  ready = next(fed)
+  forever = iter(lambda: ready, None)
+  ready_rate, state = steps_per_second(step, state, forever, steps)
+  fed_rate, _ = steps_per_second(step, state, fed, steps)
+  fed.close()
+  images_per_step = config.n_dis * pipeline.num_candidates(config, mesh.size) * mesh.size
+  return fed_rate, ready_rate, images_per_step
+
+
 def non_negative(text: str) -> float:
   """An argparse `type`: a finite number >= 0, else a one-line usage error."""
   try:
@@ -95,6 +133,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="height of the written JPEGs (width: 5/4 of it)")
   parser.add_argument("--resolution", type=positive_int, default=128,
                       help="the folder source's resolution")
+  parser.add_argument("--step_steps", type=validation.flag_type(validation.NON_NEGATIVE),
+                      default=100,
+                      help="train steps timed per feeding (0: skip the train-step side)")
   args = parser.parse_args(argv)
   if "folder" in args.sources and args.n > args.folder_images:
     parser.error(f"--n={args.n}: expected at most --folder_images={args.folder_images} (a set "
@@ -128,7 +169,12 @@ def main() -> None:
       for threads in args.threads:
         rate = images_per_second(source, threads, args)
         print(f"folder {source.shape} | {threads} | {rate:,.0f}", flush=True)
-  print("train-step side (images/s the step consumes): not measured yet, needs the image GANs")
+  if args.step_steps and "idx" in args.sources:
+    fed, ready, per_step = train_step_rates(args.idx_dir, args.step_steps)
+    print(f"train step of configs/fashion_mnist_dcgan.py on {jax.device_count()} "
+          f"{jax.devices()[0].platform} device(s), {per_step} candidate images a step:")
+    print(f"  fed by the pipeline: {fed:.2f} steps/s ({fed * per_step:,.0f} images/s consumed); "
+          f"ready-made device batch: {ready:.2f} steps/s; ratio {fed / ready:.3f}")
 
 
 if __name__ == "__main__":

@@ -195,7 +195,8 @@ def test_benchmark_runs_on_tiny_sources(tmp_path, monkeypatch, capsys):
   write_idx(str(tmp_path / "train-images-idx3-ubyte"), idx_images(40, 0))
   monkeypatch.setattr(sys, "argv", [
       "input_pipeline.py", f"--idx_dir={tmp_path}", "--threads", "1", "2", "--steps=2", "--n=8",
-      "--min_seconds=0", "--folder_images=10", "--jpeg_size=16", "--resolution=8"])
+      "--min_seconds=0", "--folder_images=10", "--jpeg_size=16", "--resolution=8",
+      "--step_steps=0"])
   input_pipeline.main()
   out = capsys.readouterr().out
   assert "idx fashion_mnist/train (28, 28, 1) | 2 |" in out and "folder (8, 8, 3) | 1 |" in out
