@@ -7,7 +7,7 @@ with a warning instead of blocking the run: it falls back to the newest intact o
 """
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 from etils import epath
@@ -57,9 +57,28 @@ def _describe(layout: dict) -> str:
           f"{layout['platform']})")
 
 
+def _fields(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort())
+
+
 def run_record(config: ml_collections.ConfigDict, layout: dict) -> dict:
   """What `config.json` holds: the config's fields, plus the device layout under its own key."""
-  return {**json.loads(config.to_json_best_effort()), LAYOUT_KEY: layout}
+  return {**_fields(config), LAYOUT_KEY: layout}
+
+
+def write_atomically(path: epath.Path, write: Callable[[Any], None]) -> None:
+  """Calls `write(file)` on `path + ".partial"` (binary), then renames it over `path`: a reader
+  sees the old file or the whole new one, never a part."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  partial = path.with_name(path.name + ".partial")
+  with partial.open("wb") as f:
+    write(f)
+  partial.replace(path)
+
+
+def write_json_atomically(path: epath.Path, value: dict) -> None:
+  text = json.dumps(value, indent=2, sort_keys=True).encode()
+  write_atomically(path, lambda f: f.write(text))
 
 
 def _record_path(workdir: epath.Path) -> epath.Path:
@@ -80,7 +99,7 @@ def check_same_run(workdir: epath.Path, config: ml_collections.ConfigDict, layou
                      "afresh, or use another --workdir") from None
   then = before.pop(LAYOUT_KEY, None)
   before = flax.traverse_util.flatten_dict(before, sep=".")
-  now = flax.traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep=".")
+  now = flax.traverse_util.flatten_dict(_fields(config), sep=".")
   changed = sorted(k for k in before if before[k] != now.get(k) and k not in RESUMABLE_KEYS)
   if changed:
     diffs = ", ".join(f"config.{k}={before[k]!r} there, {now.get(k)!r} now" for k in changed)
@@ -95,10 +114,7 @@ def check_same_run(workdir: epath.Path, config: ml_collections.ConfigDict, layou
 def save_record(workdir: epath.Path, config: ml_collections.ConfigDict, layout: dict) -> None:
   """Writes `config.json` atomically (process 0 only), so a killed write leaves the old one."""
   if jax.process_index() == 0:
-    path = _record_path(workdir)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(run_record(config, layout), indent=2, sort_keys=True))
-    partial.replace(path)
+    write_json_atomically(_record_path(workdir), run_record(config, layout))
   logging.info("Config (also in %s):\n%s", _record_path(workdir), config)
 
 

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from smallgan_jax import embeddings
+from smallgan_jax import checkpointing, embeddings
 from smallgan_jax.models import classifier as classifier_model
 
 FORMAT = 1
@@ -203,8 +203,8 @@ def save(trained: Trained, path: epath.Path) -> Trained:
   """Writes the params (msgpack) and then its metadata with their sha256, both atomically."""
   data = flax.serialization.to_bytes(trained.params)
   meta = {**trained.meta, "sha256": hashlib.sha256(data).hexdigest()}
-  embeddings.write_atomically(path, lambda f: f.write(data))
-  embeddings.write_json_atomically(embeddings.meta_path(path), meta)
+  checkpointing.write_atomically(path, lambda f: f.write(data))
+  checkpointing.write_json_atomically(embeddings.meta_path(path), meta)
   return dataclasses.replace(trained, meta=meta, path=path)
 
 

@@ -50,7 +50,7 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-from smallgan_jax import coreset
+from smallgan_jax import checkpointing, coreset
 
 MODELS = ("inception", "classifier", "pixels")
 FORMAT = 1
@@ -170,21 +170,6 @@ def cache_path(settings: Settings, source_name: str) -> epath.Path:
 
 def meta_path(path: epath.Path) -> epath.Path:
   return path.with_suffix(".json")
-
-
-def write_atomically(path: epath.Path, write: Callable[[Any], None]) -> None:
-  """Calls `write(file)` on `path + ".partial"` (binary), then renames it over `path`: a reader
-  sees the old file or the whole new one, never a part."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  partial = path.with_name(path.name + ".partial")
-  with partial.open("wb") as f:
-    write(f)
-  partial.replace(path)
-
-
-def write_json_atomically(path: epath.Path, value: dict) -> None:
-  text = json.dumps(value, indent=2, sort_keys=True).encode()
-  write_atomically(path, lambda f: f.write(text))
 
 
 def file_sha256(path: epath.Path, chunk: int = 1 << 24) -> str:
@@ -409,8 +394,8 @@ def build(settings: Settings, source: ImageSource, test_source: Optional[ImageSo
       "array_sha256": hashlib.sha256(array.tobytes()).hexdigest(),
       "build_seconds": round(time.time() - started, 1),
   }
-  write_atomically(path, lambda f: np.save(f, array, allow_pickle=False))
-  write_json_atomically(meta_path(path), meta)  # Last: a .json marks a complete array.
+  checkpointing.write_atomically(path, lambda f: np.save(f, array, allow_pickle=False))
+  checkpointing.write_json_atomically(meta_path(path), meta)  # Last: a .json marks a complete array.
   logging.info("Saved the %s embeddings of %s (%d x %d) to %s in %.0f s", model_tag(settings),
                source.name, *array.shape, path, meta["build_seconds"])
   return path

@@ -287,7 +287,8 @@ class StepMetrics:
     """Fetches (and checks) the oldest pending steps' metrics until `keep` are pending."""
     while len(self.pending) > keep:
       step, metrics = self.pending.popleft()
-      metrics = {k: float(distributed.host_value(v)) for k, v in metrics.items()}
+      local = jax.tree.map(lambda x: x.addressable_data(0), metrics)
+      metrics = {k: float(v) for k, v in jax.device_get(local).items()}  # One transfer a step.
       if not metrics.pop("finite"):
         self.diverged(step, metrics)
       self.fetched.append(metrics)

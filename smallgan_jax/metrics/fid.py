@@ -36,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
 from scipy import linalg
 
-from smallgan_jax import embeddings
+from smallgan_jax import checkpointing, embeddings
 from smallgan_jax.metrics import inception
 
 FORMAT = 1
@@ -318,8 +318,8 @@ def compute_reference(source, network: FeatureNetwork, cache_dir: str,
   def write(f):
     np.savez(f, mu=stats.mu, sigma=stats.sigma)
 
-  embeddings.write_atomically(path, write)
-  embeddings.write_json_atomically(embeddings.meta_path(path), meta)  # Last: marks it complete.
+  checkpointing.write_atomically(path, write)
+  checkpointing.write_json_atomically(embeddings.meta_path(path), meta)  # Last: marks it complete.
   logging.info("Saved the %s FID statistics of %s (%d images) to %s in %.0f s", network.name,
                source.name, num_images, path, meta["seconds"])
   return path
