@@ -35,14 +35,22 @@ def get_config() -> ml_collections.ConfigDict:
   config.coreset = ml_collections.ConfigDict({
       "factor_prior": 4, "factor_target": 8, "prior_scope": "device"})
 
-  # Top-k generator updates: keep max(gamma^(step // decay_steps), nu) of each G batch.
+  # Top-k generator updates: keep max(gamma^(step // decay_steps), nu) of each G batch. Image
+  # configs may set decay_per_epoch=True: decay_steps is then one epoch, the steps in which the
+  # critic trains on as many real images as the training split holds
+  # (`data.pipeline.steps_per_epoch`), whatever the core-set factor (candidates drawn are not
+  # images trained on).
   config.topk = ml_collections.ConfigDict({
-      "enabled": False, "gamma": 0.99, "nu": 0.5, "decay_steps": 2000, "scope": "global"})
+      "enabled": False, "gamma": 0.99, "nu": 0.5, "decay_steps": 2000, "decay_per_epoch": False,
+      "scope": "global"})
 
   # Gradient penalty on the critic, added to its loss: weight * mean((||grad_x D|| - center)^2) at
   # real samples ("real", center 0: R1) or at real/fake interpolates ("interpolates", center 1:
   # WGAN-GP). Weight 0 turns it off.
   config.gradient_penalty = ml_collections.ConfigDict({"weight": 0.0, "on": "real", "center": 0.0})
+
+  # Evaluate with an exponential moving average of the generator's weights (0: the weights).
+  config.ema_decay = 0.0
 
   config.optim = ml_collections.ConfigDict({
       "g_lr": 1e-4, "d_lr": 1e-4, "b1": 0.5, "b2": 0.999, "schedule": "constant"})

@@ -11,6 +11,7 @@ to 32 dimensions. No result is recorded yet: the comparison of the image-GAN iss
 """
 from configs import default
 from smallgan_jax.data import images
+from smallgan_jax.metrics import image_scores
 from smallgan_jax.models import dcgan
 
 
@@ -20,22 +21,25 @@ def get_config():
   config.data = images.data_config(source="idx", name="fashion_mnist", split="train",
                                    resolution=28, channels=1)
   config.model = "dcgan"
-  config.dcgan = dcgan.dcgan_config(g_channels=64, d_channels=64, spectral_norm=True)
+  config.dcgan = dcgan.dcgan_config(g_channels=32, d_channels=32, spectral_norm=True)
   config.z_dim = 64
   config.prior = "normal"
   config.loss = "hinge"
   config.n_dis = 1
+  config.batch_size = 16
+  config.g_batch_size = 16
   config.coreset.embedding = "classifier"
   config.coreset.embedding_dim = 32
   config.coreset.projection_seed = 0
   config.coreset.cache_dir = "~/.cache/smallgan_jax"
+  config.fid = image_scores.fid_config(features=("classifier",), classifier_seed=1)
   config.optim.g_lr = 2e-4
   config.optim.d_lr = 2e-4
   config.optim.b1 = 0.0
   config.optim.b2 = 0.9
-  config.num_train_steps = 10_000
+  config.num_train_steps = 5_000
   config.log_every_steps = 100
-  config.eval_every_steps = 1_000
-  config.eval_num_samples = 1_000
+  config.eval_every_steps = 500
+  config.eval_num_samples = 10_000
   config.checkpoint_every_steps = 1_000
   return config

@@ -74,16 +74,24 @@ class Trained:
     return lambda images: apply(self.params, images)
 
 
-def weights_path(cache_dir: str, source_name: str,
-                 classes: Optional[Sequence[int]]) -> epath.Path:
-  """Where the classifier of `source_name` and `classes` is saved (`.msgpack`; `.json` beside)."""
+def network_tag(classes: Optional[Sequence[int]], seed: int = 0) -> str:
+  """Names a classifier in file names: its classes, and its seed unless 0 (a classifier of
+  another seed scores samples with features other than those that picked the core-sets)."""
+  return f"classifier-{embeddings.classes_tag(classes)}" + (f"-seed{seed}" if seed else "")
+
+
+def weights_path(cache_dir: str, source_name: str, classes: Optional[Sequence[int]],
+                 seed: int = 0) -> epath.Path:
+  """Where the classifier of `source_name`, `classes` and `seed` is saved (`.msgpack`; `.json`
+  beside)."""
   return (embeddings.cache_dir_path(cache_dir) / f"{embeddings.file_stem(source_name)}."
-          f"classifier-{embeddings.classes_tag(classes)}.msgpack")
+          f"{network_tag(classes, seed)}.msgpack")
 
 
 def stored_sha256(cache_dir: str, source_name: str,
                   classes: Optional[Sequence[int]]) -> Optional[str]:
-  """The sha256 its metadata records for the saved classifier; None if none is saved."""
+  """The sha256 its metadata records for the saved classifier (seed 0, the embedding model's);
+  None if none is saved."""
   meta = embeddings.meta_path(weights_path(cache_dir, source_name, classes))
   if not meta.exists():
     return None
@@ -255,7 +263,7 @@ def load_or_train(cache_dir: str, source: embeddings.ImageSource,
                   settings: TrainSettings = TrainSettings()) -> Trained:
   """The saved classifier of `source` and `classes` if there is one (checked), else a newly
   trained and saved one."""
-  path = weights_path(cache_dir, source.name, classes)
+  path = weights_path(cache_dir, source.name, classes, settings.seed)
   if embeddings.meta_path(path).exists():
     trained = load(path, source, classes, settings)
     logging.info("Reusing the classifier at %s (test accuracy %s)", path,

@@ -20,6 +20,7 @@ import ml_collections
 from ml_collections import config_flags
 
 from smallgan_jax import distributed, preemption, train
+from smallgan_jax.metrics import inception
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
@@ -108,7 +109,7 @@ def main(argv):
     distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
                            FLAGS.process_id)
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except ValueError as e:  # Bad input (config, workdir, checkpoint): one line, not the usage.
+  except (ValueError, inception.MissingWeightsError) as e:  # Bad input: one line, no usage.
     sys.exit(f"FATAL {e}")
   except train.Diverged as e:
     sys.exit(f"ERROR {e}")

@@ -13,7 +13,6 @@ import collections
 import functools
 from typing import Any, Callable, Optional
 
-from absl import logging
 import flax
 from flax.training import train_state
 import jax
@@ -25,8 +24,9 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from smallgan_jax import checkpointing, data, distributed, losses, models, preemption, sampling
-from smallgan_jax import topk, validation
+from smallgan_jax import checkpointing, data, distributed, evaluation, losses, models, preemption
+from smallgan_jax import sampling, topk, validation
+from smallgan_jax.data import pipeline
 
 AXIS = distributed.AXIS
 
@@ -38,17 +38,25 @@ class ModelState(train_state.TrainState):
 
 
 class GANState(flax.struct.PyTreeNode):
-  """Everything a run needs to continue bit-for-bit: both networks, the step and the RNG key."""
+  """Everything a run needs to continue bit-for-bit: both networks, the exponential moving average
+  of the generator's weights (its weights themselves when `config.ema_decay` is 0), the step and
+  the RNG key."""
   step: jax.Array
   g: ModelState
   d: ModelState
+  g_ema: Any
   rng: jax.Array
 
 
-def create_optimizer(config: ml_collections.ConfigDict, lr: float) -> optax.GradientTransformation:
-  """Adam with a constant learning rate or one decaying linearly to 0 (SN-GAN's schedule)."""
+def create_optimizer(config: ml_collections.ConfigDict, lr: float,
+                     updates_per_step: int = 1) -> optax.GradientTransformation:
+  """Adam with a constant learning rate or one decaying linearly to 0 over the run (SN-GAN's).
+
+  optax schedules count optimizer updates: the critic, updated `n_dis` times a step, passes
+  `updates_per_step=n_dis` so that its rate, like the generator's, reaches 0 at the last step.
+  """
   if config.optim.schedule == "linear":
-    lr = optax.linear_schedule(lr, 0.0, config.num_train_steps)
+    lr = optax.linear_schedule(lr, 0.0, config.num_train_steps * updates_per_step)
   elif config.optim.schedule != "constant":
     raise ValueError(f"config.optim.schedule={config.optim.schedule!r}: "
                      "expected 'constant' or 'linear'")
@@ -70,8 +78,16 @@ def create_train_state(config: ml_collections.ConfigDict, generator: flax.linen.
   g = create_model_state(generator, g_rng, jnp.zeros((1, config.z_dim)),
                          create_optimizer(config, config.optim.g_lr))
   d = create_model_state(discriminator, d_rng, jnp.zeros((1, *data_shape)),
-                         create_optimizer(config, config.optim.d_lr))
-  return GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, rng=rng)
+                         create_optimizer(config, config.optim.d_lr, config.n_dis))
+  return GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, g_ema=g.params, rng=rng)
+
+
+def update_ema(config: ml_collections.ConfigDict, ema: Any, params: Any) -> Any:
+  """The generator's weight average after an update: decay * ema + (1 - decay) * params."""
+  decay = config.ema_decay
+  if decay == 0:
+    return params
+  return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
 
 
 def apply_model(state: ModelState, params: Any, x: jax.Array, train: bool) -> tuple[jax.Array, Any]:
@@ -226,7 +242,23 @@ def train_step(state: GANState, batch: Any = None, *, config: ml_collections.Con
   g_state, g_metrics = g_update(state.g, d_state, z_g, state.step, config, g_loss_fn, axis_name)
   metrics = _pmean({**jax.tree.map(jnp.mean, d_metrics), **g_metrics}, axis_name)
   metrics["finite"] = all_finite(metrics, g_state.params, d_state.params)
-  return state.replace(step=state.step + 1, g=g_state, d=d_state, rng=rng), metrics
+  g_ema = update_ema(config, state.g_ema, g_state.params)
+  return state.replace(step=state.step + 1, g=g_state, d=d_state, g_ema=g_ema, rng=rng), metrics
+
+
+def step_config(config: ml_collections.ConfigDict, dataset: Any) -> ml_collections.ConfigDict:
+  """`config` with top-k's `decay_steps` set to one epoch of `dataset` if `decay_per_epoch`.
+
+  An epoch counts the real images the critic trains on (`batch_size` per update, `n_dis`
+  updates a step), not the candidates drawn: with core-sets 8x as many are drawn, and counting
+  those would decay Small-GAN's top-k 8x faster than the plain GAN's.
+  """
+  if not config.topk.decay_per_epoch:
+    return config
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.topk.decay_steps = pipeline.steps_per_epoch(len(dataset.source), config.batch_size,
+                                                     config.n_dis)
+  return config
 
 
 def make_train_step(config: ml_collections.ConfigDict, dataset: Any, mesh: jax.sharding.Mesh,
@@ -238,7 +270,8 @@ def make_train_step(config: ml_collections.ConfigDict, dataset: Any, mesh: jax.s
   because every gradient and statistic is averaged with `pmean`; the tests check the replicas
   stay identical), without shard_map's varying-value annotations.
   """
-  step = functools.partial(train_step, config=config, draw_candidates=dataset.draw_candidates,
+  step = functools.partial(train_step, config=step_config(config, dataset),
+                           draw_candidates=dataset.draw_candidates,
                            num_replicas=mesh.size)
   if streamed:
     per_device = lambda state, batch: step(state, jax.tree.map(lambda x: x[0], batch))
@@ -248,21 +281,6 @@ def make_train_step(config: ml_collections.ConfigDict, dataset: Any, mesh: jax.s
   sharded = jax.shard_map(per_device, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec(),
                           check_vma=False)
   return jax.jit(sharded, donate_argnums=0)
-
-
-@functools.partial(jax.jit, static_argnames=("train",))
-def generate(g_state: ModelState, z: jax.Array, train: bool = False) -> jax.Array:
-  """Generator samples for latents `z` (inference mode)."""
-  return apply_model(g_state, g_state.params, z, train)[0]
-
-
-def evaluate(config: ml_collections.ConfigDict, g_state: ModelState,
-             dataset: Any) -> tuple[np.ndarray, dict]:
-  """Generates `eval_num_samples` from a fixed latent draw and scores them with the dataset."""
-  rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-  z = sampling.sample_prior(rng, (config.eval_num_samples, config.z_dim), config.prior)
-  samples = np.asarray(generate(g_state, z))
-  return samples, dataset.evaluate(samples)
 
 
 class Diverged(RuntimeError):
@@ -322,24 +340,6 @@ def create_reporting(workdir: str, config: ml_collections.ConfigDict) -> tuple[A
   return writer, report_progress
 
 
-def write_samples(config: ml_collections.ConfigDict, workdir: Any, dataset: Any, writer: Any,
-                  state: GANState, step: int) -> dict:
-  """Evaluates the generator, writes its metrics and a sample plot; returns the metrics.
-
-  Process 0 alone does this, on its own copy of the generator, so no file is written twice.
-  """
-  if jax.process_index() > 0:
-    return {}
-  g_state = jax.tree.map(distributed.host_value, state.g)
-  samples, metrics = evaluate(config, g_state, dataset)
-  writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
-  path = str(workdir / f"samples_{step:08d}.png")
-  dataset.save_samples(path, samples, f"{config.dataset}, step {step}", metrics)
-  logging.info("Step %d: %s; samples plotted in %s", step,
-               ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()), path)
-  return metrics
-
-
 def replicated_state(config: ml_collections.ConfigDict, dataset: Any,
                      mesh: jax.sharding.Mesh) -> GANState:
   """A fresh state, replicated on every device of `mesh` (of every process)."""
@@ -367,6 +367,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   first_step = int(distributed.host_value(state.step)) + 1
 
   writer, report_progress = create_reporting(str(workdir), config)
+  evaluate = evaluation.Evaluator(config, dataset, workdir, writer, state.g.apply_fn)
   host_inputs = dataset.batches(config, mesh, first_step)
   p_train_step = make_train_step(config, dataset, mesh, streamed=dataset.streamed)
   metrics = StepMetrics(manager)
@@ -388,10 +389,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         writer.flush()
         raise preemption.Stopped(watcher.signal, step, str(manager.directory))
       if step % config.eval_every_steps == 0 and step != config.num_train_steps:
-        write_samples(config, workdir, dataset, writer, state, step)
+        evaluate(state, step)
 
-  final = write_samples(config, workdir, dataset, writer, state,
-                        int(distributed.host_value(state.step)))
+  final = evaluate(state, int(distributed.host_value(state.step)))
   manager.wait_until_finished()
   writer.flush()
   return final

@@ -8,8 +8,9 @@ and what was expected, and changes nothing on disk. `FIELDS` lists every key of
 `configs/default.py`; a key it does not know is refused too (a typo in a config file would
 otherwise be ignored). `DATA_FIELDS` lists the keys of the image input's `config.data` block
 (`data/images.py`), which only image configs have: they are checked, all of them, where a config
-has that block. `DCGAN_FIELDS` likewise lists the `config.dcgan` block (`models/dcgan.py`), which
-only configs of model='dcgan' have (and must have). The argparse types below give the benchmarks'
+has that block. `MODEL_FIELDS` likewise lists each image model's block (`config.dcgan`,
+`config.sngan`, `config.sagan`), which only configs of that model have (and must have); `FID_FIELDS` the `config.fid` block of what
+evaluations score. The argparse types below give the benchmarks'
 flags the same checks.
 """
 import argparse
@@ -24,6 +25,7 @@ import ml_collections
 
 from smallgan_jax import data, embeddings, losses, models, sampling, topk
 from smallgan_jax.data import images
+from smallgan_jax.metrics import image_scores
 
 SCHEDULES = ("constant", "linear")  # Learning-rate schedules `train.create_optimizer` builds.
 
@@ -81,10 +83,12 @@ FIELDS = {
     "topk.gamma": FRACTION,
     "topk.nu": FRACTION,
     "topk.decay_steps": POSITIVE_INT,
+    "topk.decay_per_epoch": BOOL,
     "topk.scope": one_of(topk.SCOPES),
     "gradient_penalty.weight": NON_NEGATIVE,
     "gradient_penalty.on": one_of(losses.PENALTY_POINTS),
     "gradient_penalty.center": NON_NEGATIVE,
+    "ema_decay": Check(lambda v: _is_finite(v) and 0 <= v < 1, "a number in [0, 1)"),
     "optim.g_lr": POSITIVE,
     "optim.d_lr": POSITIVE,
     "optim.b1": ADAM_BETA,
@@ -130,6 +134,22 @@ DCGAN_FIELDS = {
     "dcgan.spectral_norm": BOOL,
     "dcgan.dtype": one_of(tuple(models.DTYPES)),
 }
+# SN-GAN's and SAGAN's blocks (`sngan.sngan_config`, `sagan.sagan_config`).
+SNGAN_FIELDS = {
+    "sngan.g_channels": POSITIVE_INT,
+    "sngan.d_channels": POSITIVE_INT,
+    "sngan.sync_batch_norm": BOOL,
+    "sngan.dtype": one_of(tuple(models.DTYPES)),
+}
+SAGAN_FIELDS = {
+    "sagan.g_channels": POSITIVE_INT,
+    "sagan.d_channels": POSITIVE_INT,
+    "sagan.attention_resolution": POSITIVE_INT,
+    "sagan.sync_batch_norm": BOOL,
+    "sagan.dtype": one_of(tuple(models.DTYPES)),
+}
+# Each image model's block, named as the model: a config of that model must have it.
+MODEL_FIELDS = {"dcgan": DCGAN_FIELDS, "sngan": SNGAN_FIELDS, "sagan": SAGAN_FIELDS}
 
 
 # How image configs embed their target candidates (`embeddings.DEFAULTS` for absent keys).
@@ -148,6 +168,16 @@ EMBEDDING_FIELDS = {
 }
 
 
+# What an image config's evaluations score, `config.fid` (`image_scores.fid_config`).
+FID_FIELDS = {
+    "fid.features": Check(
+        lambda v: isinstance(v, (tuple, list)) and len(set(v)) == len(v) and
+        all(f in image_scores.FEATURES for f in v),
+        f"a tuple of distinct names from {image_scores.FEATURES} (possibly empty)"),
+    "fid.classifier_seed": SEED,
+}
+
+
 def _field_error(key: str, flat: dict, fields: dict = FIELDS) -> Optional[str]:
   check = fields[key]
   if key not in flat:
@@ -158,7 +188,8 @@ def _field_error(key: str, flat: dict, fields: dict = FIELDS) -> Optional[str]:
 
 
 def _unknown_key_error(flat: dict) -> Optional[str]:
-  known = FIELDS.keys() | DATA_FIELDS.keys() | DCGAN_FIELDS.keys() | EMBEDDING_FIELDS.keys()
+  known = FIELDS.keys() | DATA_FIELDS.keys() | EMBEDDING_FIELDS.keys() | FID_FIELDS.keys()
+  known = known.union(*(fields.keys() for fields in MODEL_FIELDS.values()))
   unknown = sorted(flat.keys() - known)
   if not unknown:
     return None
@@ -174,14 +205,33 @@ def _cross_field_error(config: ml_collections.ConfigDict, num_devices: int) -> O
             "config.dataset='mog_grid'")
   if config.dataset == "images" and "data" not in config:
     return "config.dataset='images': expected a config.data block (images.data_config())"
-  if config.model == "dcgan" and "data" not in config:
-    return "config.model='dcgan': expected an image config (with a config.data block)"
-  if config.model == "dcgan" and config.data.resolution not in models.dcgan.RESOLUTIONS:
-    return (f"config.data.resolution={config.data.resolution!r}: expected one of "
-            f"{models.dcgan.RESOLUTIONS} for config.model='dcgan'")
+  if config.model in MODEL_FIELDS:
+    error = _image_model_error(config)
+    if error:
+      return error
+  if config.topk.decay_per_epoch and config.dataset != "images":
+    return (f"config.topk.decay_per_epoch=True: expected False for "
+            f"config.dataset={config.dataset!r} (only image datasets have epochs)")
   for key in ("batch_size", "g_batch_size"):
     if config[key] % num_devices:
       return f"config.{key}={config[key]} must be divisible by the {num_devices} devices"
+  return None
+
+
+def _image_model_error(config: ml_collections.ConfigDict) -> Optional[str]:
+  """An image model on data it cannot make (each field has passed its own check)."""
+  model = f"for config.model={config.model!r}"
+  if "data" not in config:
+    return f"config.model={config.model!r}: expected an image config (with a config.data block)"
+  resolution = config.data.resolution
+  if resolution not in models.RESOLUTIONS[config.model]:
+    return (f"config.data.resolution={resolution!r}: expected one of "
+            f"{models.RESOLUTIONS[config.model]} {model}")
+  if config.model == "sagan":
+    allowed = models.sagan.attention_resolutions(resolution)
+    if config.sagan.attention_resolution not in allowed:
+      return (f"config.sagan.attention_resolution={config.sagan.attention_resolution!r}: "
+              f"expected one of {allowed} for config.data.resolution={resolution}")
   return None
 
 
@@ -213,11 +263,14 @@ def _errors(config: ml_collections.ConfigDict, num_devices: int) -> Iterator[Opt
   yield from (_field_error(key, flat, EMBEDDING_FIELDS) for key in EMBEDDING_FIELDS if key in flat)
   if "data" in config:  # An image config.
     yield from (_field_error(key, flat, DATA_FIELDS) for key in DATA_FIELDS)
-  if "dcgan" in config:  # A config of model='dcgan'.
-    yield from (_field_error(key, flat, DCGAN_FIELDS) for key in DCGAN_FIELDS)
-  elif config.model == "dcgan":
-    yield ("config.dcgan is missing: expected a block like models.dcgan.dcgan_config() for "
-           "config.model='dcgan'")
+  if "fid" in config:
+    yield from (_field_error(key, flat, FID_FIELDS) for key in FID_FIELDS)
+  for name, fields in MODEL_FIELDS.items():
+    if name in config:
+      yield from (_field_error(key, flat, fields) for key in fields)
+    elif config.model == name:
+      yield (f"config.{name} is missing: expected a block like models.{name}.{name}_config() "
+             f"for config.model={name!r}")
   yield _unknown_key_error(flat)
   yield _cross_field_error(config, num_devices)
   if "data" in config:

@@ -23,7 +23,8 @@ def tiny_flags(tmp_path_factory):
           f"--config.coreset.cache_dir={root / 'cache'}", "--config.dcgan.g_channels=8",
           "--config.dcgan.d_channels=8", "--config.z_dim=8", "--config.batch_size=8",
           "--config.g_batch_size=8", "--config.eval_num_samples=16",
-          "--config.checkpoint_every_steps=10", "--config.log_every_steps=5"]
+          "--config.checkpoint_every_steps=10", "--config.log_every_steps=5",
+          "--config.fid.features=()"]
 
 
 def test_resumed_image_run_is_bit_identical(tiny_flags, tmp_path):

@@ -94,7 +94,8 @@ def test_shape_errors_name_the_shape(samples, means, shape):
 def test_save_mog_scatter_writes_png_at_nested_path(tmp_path):
   samples = np.asarray(toy.sample_mixture(jax.random.PRNGKey(1), MEANS, STD, 500))
   path = str(tmp_path / "a" / "b" / "samples.png")
-  assert plots.save_mog_scatter(path, samples, MEANS, title="step 0") == path
+  pixels = plots.save_mog_scatter(path, samples, MEANS, title="step 0")
+  assert pixels.ndim == 3 and pixels.shape[-1] == 3 and pixels.min() < 128 < pixels.max()
   with open(path, "rb") as f:
     content = f.read()
   assert content.startswith(b"\x89PNG\r\n\x1a\n") and len(content) > 1000

@@ -23,11 +23,12 @@ def test_save_samples_writes_a_png_titled_with_the_run_and_its_metrics(tmp_path)
   samples = on_modes(dataset.means)
   metrics = dataset.evaluate(samples)
   path = str(tmp_path / "samples_00000007.png")
-  assert dataset.save_samples(path, samples, "mog_grid, step 7", metrics) == path
+  pixels = dataset.save_samples(path, samples, "mog_grid, step 7", metrics)
   with open(path, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   height, width, _ = matplotlib.image.imread(path).shape
   assert height > 500 and width > 500
+  assert pixels.shape == (height, width, 3) and pixels.dtype == np.uint8  # What TensorBoard gets.
   figure = plots.mog_scatter_figure(samples, dataset.means, "mog_grid, step 7", std=dataset.std,
                                     metrics=metrics)
   title = figure.axes[0].get_title()

@@ -54,7 +54,11 @@ BAD = [
     ({"mog_std": "0.05"}, "config.mog_std='0.05': expected a positive number"),
     ({"mog_spacing": 0.0}, "config.mog_spacing=0.0: expected a positive number"),
     ({"ring_radius": -2.0}, "config.ring_radius=-2.0: expected a positive number"),
-    ({"model": "resnet"}, "config.model='resnet': expected one of ('mlp', 'dcgan')"),
+    ({"model": "resnet"},
+     "config.model='resnet': expected one of ('mlp', 'dcgan', 'sngan', 'sagan')"),
+    ({"ema_decay": 1.0}, "config.ema_decay=1.0: expected a number in [0, 1)"),
+    ({"topk.decay_per_epoch": True}, "config.topk.decay_per_epoch=True: expected False for "
+                                     "config.dataset='mog_grid' (only image datasets have epochs)"),
     ({"mlp.width": 0}, "config.mlp.width=0: expected a positive integer"),
     ({"mlp.width": 32.0}, "config.mlp.width=32.0: expected a positive integer"),
     ({"mlp.hidden_layers": 0}, "config.mlp.hidden_layers=0: expected a positive integer"),
@@ -178,3 +182,27 @@ def test_embedding_settings_of_image_configs_are_checked(key, value, message):
   validation.validate_config(config, num_devices=1)
   with pytest.raises(ValueError, match=re.escape(message)):
     validation.validate_config(config_with({key: value}, config), num_devices=1)
+
+
+@pytest.mark.parametrize("config,overrides,message", [
+    ("fashion_mnist_dcgan", {"fid.features": ("inception", "fid")},
+     "config.fid.features=('inception', 'fid'): expected a tuple of distinct names from "
+     "('inception', 'classifier') (possibly empty)"),
+    ("fashion_mnist_dcgan", {"fid.classifier_seed": -1},
+     "config.fid.classifier_seed=-1: expected an integer in [0, 2**32)"),
+    ("cifar_sngan", {"data.resolution": 28},
+     "config.data.resolution=28: expected one of (16, 32, 64, 128) for config.model='sngan'"),
+    ("cifar_sngan", {"sngan.sync_batch_norm": 1},
+     "config.sngan.sync_batch_norm=1: expected True or False"),
+    ("lsun_church_sagan", {"data.resolution": 32},
+     "config.sagan.attention_resolution=32: expected one of (8, 16) for "
+     "config.data.resolution=32"),
+    ("lsun_church_sagan", {"model": "sngan"},
+     "config.sngan is missing: expected a block like models.sngan.sngan_config() for "
+     "config.model='sngan'"),
+])
+def test_image_model_and_score_settings_are_checked(config, overrides, message):
+  base = importlib.import_module(f"configs.{config}").get_config()
+  with pytest.raises(ValueError) as e:
+    validation.validate_config(config_with(overrides, base), num_devices=1)
+  assert str(e.value) == message

@@ -2,8 +2,9 @@
 
 A dataset gives the train step `draw_candidates(rng, num_sets, n, batch)`, which returns candidate
 samples and the embeddings the target core-set is computed on, both with leading dims
-(num_sets, n); and it evaluates and plots generated samples. The toys draw on the device (`batch`
-is None); image datasets stream their candidates from the host (`batches`), one `batch` a step.
+(num_sets, n); and it scores (`evaluate`) and pictures (`save_samples`, `coreset_picks`) what a
+run generates and picks. The toys draw on the device (`batch` is None); image datasets stream
+their candidates from the host (`batches`), one `batch` a step.
 """
 import dataclasses
 import itertools
@@ -14,9 +15,16 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
+from smallgan_jax import coreset, sampling
 from smallgan_jax import embeddings as embeddings_lib
 from smallgan_jax.data import images, pipeline, toy
-from smallgan_jax.metrics import grids, mog, plots
+from smallgan_jax.metrics import fid, grids, image_scores, mog, plots
+
+MAX_PICTURED_CANDIDATES = 256  # `coreset_picks` of images shows at most this many candidates.
+
+
+def _greedy_picks(points: np.ndarray, k: int) -> np.ndarray:
+  return np.asarray(coreset.greedy_k_center(jax.numpy.asarray(points, np.float32), k))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,11 +46,28 @@ class ToyMixture:
     """Paper Table 1 metrics: modes recovered % and high-quality samples %."""
     return mog.mode_metrics(samples, self.means, self.std)
 
-  def save_samples(self, path: str, samples: np.ndarray, title: str, metrics: dict) -> str:
+  def save_samples(self, path: str, samples: np.ndarray, title: str, metrics: dict) -> np.ndarray:
     """Plots `samples` over the modes and their 4-std circles (recovered modes green, missed ones
-    red), with `metrics` (`evaluate`'s) under the title."""
+    red), with `metrics` (`evaluate`'s) under the title; returns the plot's pixels."""
     return plots.save_mog_scatter(path, samples, self.means, title, std=self.std, metrics=metrics)
 
+  def coreset_picks(self, config: ml_collections.ConfigDict, step: int,
+                    num_devices: int) -> np.ndarray:
+    """Pixels of one global batch's prior and target candidates with their core-set picks
+    marked (an illustrative draw keyed on the seed and `step`, as one device with the whole
+    batch would pick)."""
+    del num_devices  # Pictured as one device with the global batch.
+    prior_rng, target_rng = jax.random.split(
+        jax.random.fold_in(jax.random.PRNGKey(config.seed), step))
+    k = config.batch_size
+    z = np.asarray(sampling.sample_prior(
+        prior_rng, (config.coreset.factor_prior * k, config.z_dim), config.prior))
+    x = np.asarray(toy.sample_mixture(target_rng, self.means, self.std,
+                                      config.coreset.factor_target * k))
+    figure = plots.coreset_picks_figure((z, _greedy_picks(z, k)), (x, _greedy_picks(x, k)),
+                                        f"{config.dataset}: core-sets of a batch of {k}, "
+                                        f"step {step}")
+    return plots.figure_pixels(figure)
 
   def batches(self, config: ml_collections.ConfigDict, mesh: Mesh,
               start_step: int) -> Iterator[tuple[()]]:
@@ -59,6 +84,7 @@ class ImageDataset:
   every device would otherwise hold), and a step moves only n x dim floats more."""
   source: images.ImageSource
   embeddings: Optional[embeddings_lib.Embeddings]
+  scores: tuple[image_scores.FIDScore, ...] = ()
   streamed = True
 
   @property
@@ -86,22 +112,39 @@ class ImageDataset:
     return pipeline.images_to_float(x), rows
 
   def evaluate(self, samples: np.ndarray) -> dict:
-    del samples  # Scores for images (classifier FID, FID) come with the image GANs.
-    return {}
+    """The run's scores (`config.fid.features`) of `samples` in [-1, 1]."""
+    pixels = fid.to_pixels(samples)
+    return {score.metric: score(pixels) for score in self.scores}
 
-  def save_samples(self, path: str, samples: np.ndarray, title: str, metrics: dict) -> str:
-    """Writes the first 64 samples as an 8 x 8 grid PNG."""
+  def save_samples(self, path: str, samples: np.ndarray, title: str, metrics: dict) -> np.ndarray:
+    """Writes the first 64 samples as an 8 x 8 grid PNG; returns the grid."""
     del title, metrics
     return grids.save_image_grid(path, samples[:64])
+
+  def coreset_picks(self, config: ml_collections.ConfigDict, step: int,
+                    num_devices: int) -> Optional[np.ndarray]:
+    """A grid of device 0's first target candidate set at `step` (the first 256 at most), the
+    images its core-set picked framed; None for random batches (target factor 1)."""
+    if config.coreset.factor_target == 1 or self.embeddings is None:
+      return None
+    n = pipeline.num_candidates(config, num_devices)
+    indices = pipeline.candidate_indices(config.seed, step, 0, 1, n, len(self.source))[0]
+    picks = _greedy_picks(self.embeddings.rows(indices), config.batch_size // num_devices)
+    chosen = np.zeros(n, bool)
+    chosen[picks] = True
+    shown = indices[:MAX_PICTURED_CANDIDATES]
+    candidates = pipeline.images_to_float(self.source.images(shown).astype(np.float32))
+    return grids.tile(np.asarray(candidates), frames=chosen[:len(shown)], border=2)
 
 
 def _image_dataset(config: ml_collections.ConfigDict) -> ImageDataset:
   """The config's image source, and its embeddings when the target core-set needs them (built
   on first use). A missing dataset fails here, in one line, before any model is built."""
   source = images.get_source(config.data)
+  scores = image_scores.fid_scores(config, source) if "fid" in config else ()
   if config.coreset.factor_target == 1:
-    return ImageDataset(source, None)
-  return ImageDataset(source, embeddings_lib.load_or_build(config, source))
+    return ImageDataset(source, None, scores)
+  return ImageDataset(source, embeddings_lib.load_or_build(config, source), scores)
 
 
 def _toy_mixture(config: ml_collections.ConfigDict, kind: str) -> ToyMixture:

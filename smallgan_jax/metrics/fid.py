@@ -36,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
 from scipy import linalg
 
-from smallgan_jax import checkpointing, embeddings
+from smallgan_jax import checkpointing, classifier, embeddings
 from smallgan_jax.metrics import inception
 
 FORMAT = 1
@@ -96,8 +96,9 @@ def classifier_network(trained) -> FeatureNetwork:
   def apply(params, pixels):
     return model.apply(params, pixels, method=type(model).features)
 
-  return FeatureNetwork(f"classifier-{embeddings.classes_tag(trained.meta.get('classes'))}",
-                        apply, trained.params, trained.meta["sha256"])
+  seed = trained.meta.get("settings", {}).get("seed", 0)
+  name = classifier.network_tag(trained.meta.get("classes"), seed)
+  return FeatureNetwork(name, apply, trained.params, trained.meta["sha256"])
 
 
 def to_pixels(images, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
@@ -112,7 +113,7 @@ def to_pixels(images, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndar
 # Features, in batches across the local devices.
 
 
-def _fixed_batches(images, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+def fixed_batches(images, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
   """(batch of exactly `batch_size` images, how many are real) from an array or an iterable of
   arrays; the last batch is padded with zeros so that the jitted network compiles once."""
   chunks = [images] if isinstance(images, (np.ndarray, jax.Array)) else images
@@ -159,7 +160,7 @@ def iter_features(network: FeatureNetwork, images: Iterable[np.ndarray] | np.nda
   fn, data, replicated = _sharded_apply(network.apply, devices)
   variables = _replicated_variables(network, replicated)
   pending = None
-  for batch, count in _fixed_batches(images, batch_size):
+  for batch, count in fixed_batches(images, batch_size):
     result = (fn(variables, jax.device_put(batch, data)), count)
     if pending is not None:
       yield np.asarray(pending[0])[:pending[1]]

@@ -17,6 +17,7 @@ from smallgan_jax.metrics import mog
 SAMPLE_COLOR = "tab:blue"
 RECOVERED_COLOR = "tab:green"
 MISSED_COLOR = "tab:red"
+PICK_COLOR = "tab:green"
 QUALITY_STDS = 4.0  # The high-quality radius of `mog.mode_metrics`, in std.
 
 
@@ -96,12 +97,45 @@ def mog_scatter_figure(samples, means, title: str = "", ax: Axes | None = None, 
   return ax.figure
 
 
+def figure_pixels(figure: Figure) -> np.ndarray:
+  """The figure rendered to uint8 RGB pixels (H, W, 3), e.g. for TensorBoard."""
+  canvas = FigureCanvasAgg(figure)
+  canvas.draw()
+  return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
 def save_mog_scatter(path: str, samples, means, title: str = "", *, std: float | None = None,
-                     metrics: dict | None = None) -> str:
-  """Writes `mog_scatter_figure` of `samples` over `means` as a PNG at `path`; returns `path`."""
+                     metrics: dict | None = None) -> np.ndarray:
+  """Writes `mog_scatter_figure` of `samples` over `means` as a PNG at `path`; returns its
+  pixels."""
   parent = os.path.dirname(path)
   if parent:
     os.makedirs(parent, exist_ok=True)
   figure = mog_scatter_figure(samples, means, title, std=std, metrics=metrics)
   FigureCanvasAgg(figure).print_png(path)
-  return path
+  return figure_pixels(figure)
+
+
+def _picks_panel(ax: Axes, candidates: np.ndarray, picks: np.ndarray, title: str) -> None:
+  chosen = np.zeros(len(candidates), bool)
+  chosen[picks] = True
+  ax.scatter(*candidates[~chosen, :2].T, s=8, color="tab:gray", alpha=0.5, linewidths=0,
+             label=f"candidates ({len(candidates)})")
+  ax.scatter(*candidates[chosen, :2].T, s=22, color=PICK_COLOR, linewidths=0,
+             label=f"core-set picks ({len(picks)})")
+  ax.set_aspect("equal")
+  ax.tick_params(labelsize=8)
+  ax.set_title(title, fontsize=10)
+  ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, fontsize=8, frameon=False)
+
+
+def coreset_picks_figure(prior: tuple[np.ndarray, np.ndarray],
+                         target: tuple[np.ndarray, np.ndarray], title: str = "") -> Figure:
+  """Two panels: the prior's candidate latents and the data's candidate points (first two
+  coordinates), each as (candidates (n, d), indices of the core-set's picks (k,)), picks marked."""
+  figure = Figure(figsize=(10, 5.4), dpi=100, layout="constrained")
+  left, right = figure.subplots(1, 2)
+  _picks_panel(left, *prior, "prior candidates (latents)")
+  _picks_panel(right, *target, "target candidates (data)")
+  figure.suptitle(title, fontsize=11)
+  return figure

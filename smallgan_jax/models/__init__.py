@@ -6,9 +6,12 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from smallgan_jax.models import dcgan, mlp
+from smallgan_jax import distributed
+from smallgan_jax.models import dcgan, mlp, sagan, sngan
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # `config.dcgan.dtype`: compute dtype.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # A model block's compute `dtype`.
+# Each convolutional model's config block (same name as the model) and the resolutions it makes.
+RESOLUTIONS = {"dcgan": dcgan.RESOLUTIONS, "sngan": sngan.RESOLUTIONS, "sagan": sagan.RESOLUTIONS}
 
 
 def _mlp(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
@@ -21,17 +24,46 @@ def _mlp(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> tupl
 def _dcgan(config: ml_collections.ConfigDict,
            data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
   """The convolutional pair of `config.dcgan` (fields documented in `dcgan.dcgan_config`)."""
-  if (len(data_shape) != 3 or data_shape[0] != data_shape[1]
-      or data_shape[0] not in dcgan.RESOLUTIONS):
-    raise ValueError(f"model='dcgan' generates (H, W, C) images with H == W in "
-                     f"{dcgan.RESOLUTIONS}; the dataset has samples of shape {data_shape}")
+  _image_shape(config, data_shape)
   block, dtype = config.dcgan, DTYPES[config.dcgan.dtype]
   generator = dcgan.DCGANGenerator(data_shape[0], data_shape[2], block.g_channels, dtype)
   discriminator = dcgan.DCGANDiscriminator(block.d_channels, block.spectral_norm, dtype)
   return generator, discriminator
 
 
-_MODELS = {"mlp": _mlp, "dcgan": _dcgan}
+def _image_shape(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> None:
+  if (len(data_shape) != 3 or data_shape[0] != data_shape[1]
+      or data_shape[0] not in RESOLUTIONS[config.model]):
+    raise ValueError(f"model={config.model!r} generates (H, W, C) images with H == W in "
+                     f"{RESOLUTIONS[config.model]}; the dataset has samples of shape {data_shape}")
+
+
+def _batch_norm_axis(block: ml_collections.ConfigDict):
+  """The mesh axis the generator's batch statistics average over, if synchronised."""
+  return distributed.AXIS if block.sync_batch_norm else None
+
+
+def _sngan(config: ml_collections.ConfigDict,
+           data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+  """SN-GAN's ResNet pair of `config.sngan` (`sngan.sngan_config`)."""
+  _image_shape(config, data_shape)
+  block, dtype = config.sngan, DTYPES[config.sngan.dtype]
+  generator = sngan.SNGANGenerator(data_shape[0], data_shape[2], block.g_channels, dtype,
+                                   _batch_norm_axis(block))
+  return generator, sngan.SNGANDiscriminator(block.d_channels, dtype)
+
+
+def _sagan(config: ml_collections.ConfigDict,
+           data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+  """SAGAN's pair of `config.sagan` (`sagan.sagan_config`)."""
+  _image_shape(config, data_shape)
+  block, dtype = config.sagan, DTYPES[config.sagan.dtype]
+  generator = sagan.SAGANGenerator(data_shape[0], data_shape[2], block.g_channels,
+                                   block.attention_resolution, dtype, _batch_norm_axis(block))
+  return generator, sagan.SAGANDiscriminator(block.d_channels, block.attention_resolution, dtype)
+
+
+_MODELS = {"mlp": _mlp, "dcgan": _dcgan, "sngan": _sngan, "sagan": _sagan}
 MODELS = tuple(_MODELS)
 
 
