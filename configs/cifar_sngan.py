@@ -2,7 +2,7 @@
 
   tfds build cifar10   # once, on a machine with internet (or --config.data.tfds_data_dir=gs://...)
   python -m smallgan_jax.metrics.convert_inception --pth=pt_inception-2015-12-05-6726825d.pth \
-      --out=~/.cache/smallgan_jax/fid_inception.npz   # once, where torch is installed (docs/fid.md)
+      --out=~/.cache/smallgan_jax/fid_inception_2015-12-05.npz   # once, with torch (docs/fid.md)
   python -m smallgan_jax.main --config=configs/cifar_sngan.py --workdir=workdirs/cifar_sngan
 
 Setting: Miyato et al.'s ResNet SN-GAN (G width 256, D width 128, z 128), hinge loss, n_dis 5, D

@@ -7,7 +7,12 @@ CPU can train.
 Plain GAN at the same batch: --config.coreset.factor_prior=1 --config.coreset.factor_target=1.
 The target core-set picks real images by their `classifier` embeddings (a small CNN the project
 trains once on the training labels; built on first use into config.coreset.cache_dir), projected
-to 32 dimensions. No result is recorded yet: the comparison of the image-GAN issue measures it.
+to 32 dimensions. Evaluations score classifier FID with a classifier of seed 1, so the network
+that scores is not the one that picks.
+
+Result (5,000 steps, about 7 minutes on one CPU core, docs/image_gans.md): classifier FID of
+10,000 samples, mean of the last 3 evaluations, 101.9 / 111.9 / 102.4 for seeds 0 / 1 / 2; the
+plain GAN at this batch 110.9 / 114.1 / 108.8, and at batch 64 78.7 (seed 0).
 """
 from configs import default
 from smallgan_jax.data import images
