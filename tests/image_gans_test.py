@@ -86,3 +86,15 @@ def test_paper_config_without_its_dataset_fails_in_one_line(tmp_path, config, na
   last = out.stderr.strip().splitlines()[-1]
   assert last.startswith(f"FATAL tfds dataset '{name}' is not prepared") and str(empty) in last
   assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_paper_config_without_the_inception_weights_fails_in_one_line(image_folder, tmp_path):
+  missing = tmp_path / "fid_inception.npz"
+  out = run_main(tmp_path / "run", "--config.data.source=folder",
+                 f"--config.data.folder={image_folder}", f"--config.coreset.cache_dir={tmp_path}",
+                 "--config.coreset.embedding=pixels",
+                 f"--config.coreset.inception_weights={missing}", config="configs/cifar_sngan.py")
+  assert out.returncode != 0
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith("FATAL ") and str(missing) in last and "convert_inception" in last, last
+  assert not (tmp_path / "run" / "checkpoints").exists()
