@@ -18,37 +18,19 @@ Without them this config fails in seconds with one line saying how to get them.
 """
 from configs import default
 from smallgan_jax.data import images
-from smallgan_jax.metrics import image_scores
 from smallgan_jax.models import sngan
 
 
 def get_config():
-  config = default.get_config()
-  config.dataset = "images"
-  config.data = images.data_config(source="tfds", name="cifar10", split="train", resolution=32,
-                                   channels=3)
+  config = default.paper_image_config(images.data_config(
+      source="tfds", name="cifar10", split="train", resolution=32, channels=3))
   config.model = "sngan"
   config.sngan = sngan.sngan_config(g_channels=256, d_channels=128)
-  config.z_dim = 128
-  config.prior = "normal"
-  config.loss = "hinge"
   config.n_dis = 5
   config.batch_size = 64
   config.g_batch_size = 128
-  config.coreset.embedding = "inception"
-  config.coreset.embedding_dim = 32
-  config.coreset.projection_seed = 0
-  config.coreset.cache_dir = "~/.cache/smallgan_jax"
-  config.coreset.inception_weights = ""
-  config.fid = image_scores.fid_config(features=("inception",))
   config.optim.g_lr = 2e-4
   config.optim.d_lr = 2e-4
-  config.optim.b1 = 0.0
-  config.optim.b2 = 0.9
   config.optim.schedule = "linear"
   config.num_train_steps = 50_000
-  config.log_every_steps = 100
-  config.eval_every_steps = 5_000
-  config.eval_num_samples = 50_000
-  config.checkpoint_every_steps = 2_500
   return config

@@ -1,8 +1,11 @@
 """Defaults shared by every config; variants override a few fields.
 
 The values are those of the 2D mixture-of-Gaussians GAN (paper Sec. 4.2), the embedded default.
+`paper_image_config` holds what the paper's image configs share.
 """
 import ml_collections
+
+from smallgan_jax.metrics import image_scores
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -63,4 +66,30 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_num_samples = 10_000
   config.checkpoint_every_steps = 5_000
   config.checkpoint_max_to_keep = 3
+  return config
+
+
+def paper_image_config(data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The defaults with what the paper's image GANs share (configs/cifar_sngan.py,
+  configs/lsun_church_sagan.py): images from `data`, z 128 from a normal prior, hinge loss, Adam
+  (0, 0.9), target core-sets on Inception pool3 projected to 32 dimensions, and FID of 50,000
+  samples every 5,000 steps."""
+  config = get_config()
+  config.dataset = "images"
+  config.data = data
+  config.z_dim = 128
+  config.prior = "normal"
+  config.loss = "hinge"
+  config.coreset.embedding = "inception"
+  config.coreset.embedding_dim = 32
+  config.coreset.projection_seed = 0
+  config.coreset.cache_dir = "~/.cache/smallgan_jax"
+  config.coreset.inception_weights = ""
+  config.fid = image_scores.fid_config(features=("inception",))
+  config.optim.b1 = 0.0
+  config.optim.b2 = 0.9
+  config.log_every_steps = 100
+  config.eval_every_steps = 5_000
+  config.eval_num_samples = 50_000
+  config.checkpoint_every_steps = 2_500
   return config

@@ -16,36 +16,18 @@ it has reached holds LSUN or the Inception weights.
 """
 from configs import default
 from smallgan_jax.data import images
-from smallgan_jax.metrics import image_scores
 from smallgan_jax.models import sagan
 
 
 def get_config():
-  config = default.get_config()
-  config.dataset = "images"
-  config.data = images.data_config(source="tfds", name="lsun/church_outdoor", split="train",
-                                   resolution=128, channels=3)
+  config = default.paper_image_config(images.data_config(
+      source="tfds", name="lsun/church_outdoor", split="train", resolution=128, channels=3))
   config.model = "sagan"
   config.sagan = sagan.sagan_config(g_channels=64, d_channels=64, attention_resolution=32)
-  config.z_dim = 128
-  config.prior = "normal"
-  config.loss = "hinge"
   config.n_dis = 1
   config.batch_size = 64
   config.g_batch_size = 64
-  config.coreset.embedding = "inception"
-  config.coreset.embedding_dim = 32
-  config.coreset.projection_seed = 0
-  config.coreset.cache_dir = "~/.cache/smallgan_jax"
-  config.coreset.inception_weights = ""
-  config.fid = image_scores.fid_config(features=("inception",))
   config.optim.g_lr = 1e-4
   config.optim.d_lr = 4e-4
-  config.optim.b1 = 0.0
-  config.optim.b2 = 0.9
   config.num_train_steps = 100_000
-  config.log_every_steps = 100
-  config.eval_every_steps = 5_000
-  config.eval_num_samples = 50_000
-  config.checkpoint_every_steps = 2_500
   return config

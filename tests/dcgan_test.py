@@ -39,15 +39,22 @@ def test_shapes_and_dtypes(resolution, channels, dtype):
   fake, _ = jax.eval_shape(lambda v, z: g.apply(v, z, train=True, mutable=["batch_stats"]),
                            g_vars, z)
   assert (fake.shape, fake.dtype) == ((5, resolution, resolution, channels), jnp.float32)
-  d_vars = jax.eval_shape(lambda x: d.init(key, x, train=False), fake)
+  d_vars = discriminator_variables(d, fake, g_vars)
+  assert set(g_vars) == {"params", "batch_stats"}
+  assert set(d_vars) == {"params", "spectral_stats"}  # No batch norm in the discriminator.
+
+
+def discriminator_variables(d, fake, g_vars=None):
+  """`d`'s variable shapes for `fake` images; asserts one float32 logit per image in training and
+  in inference, and float32 variables (also `g_vars`) whatever the compute dtype."""
+  d_vars = jax.eval_shape(lambda x: d.init(jax.random.PRNGKey(0), x, train=False), fake)
   for train_ in (False, True):
     logits = jax.eval_shape(lambda v, x: d.apply(v, x, train=train_, mutable=train_), d_vars, fake)
     logits = logits[0] if train_ else logits
-    assert (logits.shape, logits.dtype) == ((5,), jnp.float32)
-  for variables in (g_vars, d_vars):  # Parameters and statistics stay float32 in bfloat16.
-    assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-  assert set(g_vars) == {"params", "batch_stats"}
-  assert set(d_vars) == {"params", "spectral_stats"}  # No batch norm in the discriminator.
+    assert (logits.shape, logits.dtype) == ((fake.shape[0],), jnp.float32)
+  for variables in (d_vars, g_vars or {}):  # Parameters and statistics stay float32 in bfloat16.
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))
+  return d_vars
 
 
 def numpy_variables(model, x, seed=0):

@@ -13,22 +13,9 @@ import numpy as np
 import pytest
 
 from smallgan_jax.models import resnet_blocks, sagan, sngan
+from tests.dcgan_test import discriminator_variables, numpy_variables
 
 Z_DIM = 8
-
-
-def numpy_variables(model, x, seed=0):
-  """`model.init`'s variables, their values from numpy: kernels scaled by 1/sqrt(fan-in), batch
-  norm scales and variances and spectral sigmas 1, everything else standard normal."""
-  shapes = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
-  rng = np.random.default_rng(seed)
-
-  def fill(path, leaf):
-    if path[-1].key in ("scale", "var") or path[-1].key.endswith("/sigma"):
-      return np.ones(leaf.shape, leaf.dtype)
-    scale = 1 / np.sqrt(np.prod(leaf.shape[:-1])) if path[-1].key == "kernel" else 1.0
-    return (scale * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
-  return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 @functools.lru_cache
@@ -88,13 +75,7 @@ def test_shapes_dtypes_and_collections(name):
     fake = jax.eval_shape(lambda v, z: g.apply(v, z, train=train_, mutable=train_), g_vars, z)
     fake = fake[0] if train_ else fake
     assert (fake.shape, fake.dtype) == ((5, resolution, resolution, 3), jnp.float32)
-  d_vars = jax.eval_shape(lambda x: d.init(key, x, train=False), fake)
-  for train_ in (False, True):
-    logits = jax.eval_shape(lambda v, x: d.apply(v, x, train=train_, mutable=train_), d_vars, fake)
-    logits = logits[0] if train_ else logits
-    assert (logits.shape, logits.dtype) == ((5,), jnp.float32)
-  for variables in (g_vars, d_vars):  # Parameters and statistics stay float32 in bfloat16.
-    assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+  d_vars = discriminator_variables(d, fake, g_vars)
   spectral_g = name.startswith("sagan")  # SAGAN's generator is spectrally normalised too.
   assert set(g_vars) == {"params", "batch_stats"} | ({"spectral_stats"} if spectral_g else set())
   assert set(d_vars) == {"params", "spectral_stats"}  # No batch norm in the discriminators.
