@@ -48,7 +48,8 @@ def padded_means(mode_counts):
 
 def train_one(key, means, num_modes, config, steps):
   """Trains one (grid, seed) run for `steps` steps; returns its evaluation samples."""
-  def draw_candidates(rng, num_sets, n):
+  def draw_candidates(rng, num_sets, n, batch=None):  # The toy is made on the device.
+    del batch
     mode_rng, noise_rng = jax.random.split(rng)
     modes = jax.random.randint(mode_rng, (num_sets, n), 0, num_modes)
     x = means[modes] + config.mog_std * jax.random.normal(noise_rng, (num_sets, n, 2))
@@ -61,7 +62,7 @@ def train_one(key, means, num_modes, config, steps):
   state = jax.lax.fori_loop(0, steps, lambda _, s: step(s)[0], state)
   z = sampling.sample_prior(jax.random.fold_in(key, 1), (mog.NUM_EVAL_SAMPLES, config.z_dim),
                             config.prior)
-  return train.generate(state.g, z)
+  return train.apply_model(state.g, state.g.params, z, train=False)[0]
 
 
 def variant_config(overrides: dict, steps: int) -> ml_collections.ConfigDict:
