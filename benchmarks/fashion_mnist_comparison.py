@@ -41,14 +41,14 @@ def train(root: str, variant: str, seed: int, flags: list[str]) -> None:
   open(os.path.join(workdir, "done"), "w").close()
 
 
-def scores(workdir: str) -> dict[int, float]:
-  """step -> classifier FID, from the run's TensorBoard event files."""
+def scores(workdir: str, tag: str = TAG) -> dict[int, float]:
+  """step -> the scalar `tag` (classifier FID), from the run's TensorBoard event files."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  # clu's writer needs it anyway.
   found = {}
   for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
-        if value.tag == TAG:
+        if value.tag == tag:
           found[event.step] = float(tf.make_ndarray(value.tensor))
   return found
 

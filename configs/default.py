@@ -19,10 +19,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.mog_spacing = 2.0        # grid means are this far apart, centred on 0.
   config.ring_radius = 2.0
 
-  # Networks and objective.
+  # Networks and objective. objective: "gan", or a GAN with a third network, "meg" or "bigan"
+  # (smallgan_jax/objectives.py; image configs with model="dcgan").
+  config.objective = "gan"
   config.model = "mlp"
   config.mlp = ml_collections.ConfigDict({"width": 512, "hidden_layers": 3})
-  config.loss = "non_saturating"  # or "hinge".
+  config.loss = "non_saturating"  # or "hinge", or "wasserstein" (MEG's energy).
   config.z_dim = 2
   config.prior = "uniform"        # uniform on [-1, 1]^z_dim (the paper's), or "normal".
 

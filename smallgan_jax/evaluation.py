@@ -1,5 +1,6 @@
 """Evaluation during training: the dataset's scores of a fixed draw of generated samples, a grid of
-samples, and a picture of what the core-set picks from one step's candidates.
+samples, a picture of what the core-set picks from one step's candidates, and for anomaly
+detection (`data.AnomalyDataset`) the AUPRC and ROC AUC of the trained networks' anomaly scores.
 
 Every evaluation generates from the same latents (drawn once from `config.seed`), so its scores
 and grids are comparable along a run and across runs of one seed (an image grid shows the first
@@ -18,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import ml_collections
 import numpy as np
 
-from smallgan_jax import distributed, sampling
+from smallgan_jax import data, distributed, objectives, sampling
 from smallgan_jax.metrics import fid, grids
 
 GENERATE_BATCH = 500  # Samples generated per call (rounded up to a multiple of local devices).
@@ -50,6 +51,7 @@ class Evaluator:
     self.generate_batch = jax.jit(functools.partial(g_apply, train=False),
                                   in_shardings=(NamedSharding(mesh, PartitionSpec()), self.data),
                                   out_shardings=self.data)
+    self.score_images = jax.jit(functools.partial(objectives.anomaly_scores, config))
 
   def samples(self, variables: dict) -> np.ndarray:
     """Generator samples of the fixed latents, in order, batch after batch."""
@@ -64,6 +66,10 @@ class Evaluator:
       return {}
     samples = self.samples(generator_variables(self.config, state))
     metrics = self.dataset.evaluate(samples)
+    if isinstance(self.dataset, data.AnomalyDataset):
+      networks = jax.tree.map(distributed.host_value, (state.g, state.d, state.aux))
+      metrics.update(self.dataset.anomaly_metrics(
+          functools.partial(self.score_images, *networks)))
     self.writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
     path = str(self.workdir / f"samples_{step:08d}.png")
     grid = self.dataset.save_samples(path, samples, f"{self.config.dataset}, step {step}",

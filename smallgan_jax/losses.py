@@ -45,9 +45,16 @@ def gradient_penalty(critic: Callable[[jax.Array], jax.Array], points: jax.Array
   return jnp.mean((jnp.sqrt(squared_norms + 1e-12) - center) ** 2)
 
 
+def wasserstein_d_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """-D(x) + D(G(z)): with D = -E, MEG's energy loss E(x) - E(G(z)) (its penalty added apart)."""
+  return jnp.mean(fake_logits) - jnp.mean(real_logits)
+
+
 _LOSSES = {
     "non_saturating": (non_saturating_d_loss, non_saturating_g_loss),
     "hinge": (hinge_d_loss, hinge_g_loss),
+    # The generator's side is hinge's: -D(G(z)) = E(G(z)).
+    "wasserstein": (wasserstein_d_loss, hinge_g_loss),
 }
 LOSSES = tuple(_LOSSES)
 # Where the critic's gradient penalty is taken: real samples (R1) or interpolates (WGAN-GP).

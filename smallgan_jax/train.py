@@ -25,27 +25,24 @@ import optax
 import orbax.checkpoint as ocp
 
 from smallgan_jax import checkpointing, data, distributed, evaluation, losses, models, preemption
-from smallgan_jax import sampling, topk, validation
+from smallgan_jax import objectives, sampling, topk, validation
+from smallgan_jax.model_state import ModelState, apply_model
 from smallgan_jax.data import pipeline
 
 AXIS = distributed.AXIS
 
 
-class ModelState(train_state.TrainState):
-  """A network's TrainState plus its non-parameter variable collections (e.g. batch statistics or
-  spectral-norm vectors), which `apply_model` threads through."""
-  collections: Any = flax.struct.field(default_factory=dict)
-
-
 class GANState(flax.struct.PyTreeNode):
-  """Everything a run needs to continue bit-for-bit: both networks, the exponential moving average
+  """Everything a run needs to continue bit-for-bit: the networks, the exponential moving average
   of the generator's weights (its weights themselves when `config.ema_decay` is 0), the step and
-  the RNG key."""
+  the RNG key. `aux` is the objective's third network (MEG's statistics network, BiGAN's encoder;
+  `objectives.py`), None for a plain GAN."""
   step: jax.Array
   g: ModelState
   d: ModelState
   g_ema: Any
   rng: jax.Array
+  aux: Optional[ModelState] = None
 
 
 def create_optimizer(config: ml_collections.ConfigDict, lr: float,
@@ -72,14 +69,19 @@ def create_model_state(model: flax.linen.Module, rng: jax.Array, example: jax.Ar
 
 def create_train_state(config: ml_collections.ConfigDict, generator: flax.linen.Module,
                        discriminator: flax.linen.Module, data_shape: tuple[int, ...],
-                       rng: jax.Array) -> GANState:
-  """Initialises both networks and their optimizers from `rng`."""
+                       rng: jax.Array, aux: Optional[flax.linen.Module] = None) -> GANState:
+  """Initialises the networks and their optimizers from `rng` (the aux network, updated with the
+  generator, at the generator's learning rate)."""
+  aux_rng = jax.random.fold_in(rng, 3)  # Folded: GANs without one initialise as they always did.
   g_rng, d_rng, rng = jax.random.split(rng, 3)
   g = create_model_state(generator, g_rng, jnp.zeros((1, config.z_dim)),
                          create_optimizer(config, config.optim.g_lr))
-  d = create_model_state(discriminator, d_rng, jnp.zeros((1, *data_shape)),
+  d = create_model_state(discriminator, d_rng, objectives.critic_example(config, data_shape),
                          create_optimizer(config, config.optim.d_lr, config.n_dis))
-  return GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, g_ema=g.params, rng=rng)
+  if aux is not None:
+    aux = create_model_state(aux, aux_rng, objectives.aux_example(config, data_shape),
+                             create_optimizer(config, config.optim.g_lr))
+  return GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, g_ema=g.params, rng=rng, aux=aux)
 
 
 def update_ema(config: ml_collections.ConfigDict, ema: Any, params: Any) -> Any:
@@ -88,14 +90,6 @@ def update_ema(config: ml_collections.ConfigDict, ema: Any, params: Any) -> Any:
   if decay == 0:
     return params
   return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
-
-
-def apply_model(state: ModelState, params: Any, x: jax.Array, train: bool) -> tuple[jax.Array, Any]:
-  """Runs a network; returns its output and its (updated, when training) collections."""
-  variables = {"params": params, **state.collections}
-  if not train or not state.collections:
-    return state.apply_fn(variables, x, train=train), state.collections
-  return state.apply_fn(variables, x, train=True, mutable=list(state.collections))
 
 
 def _pmean(tree: Any, axis_name: Optional[str]) -> Any:
@@ -121,13 +115,14 @@ def d_penalty(config: ml_collections.ConfigDict, d_state: ModelState, params: An
 
 
 def d_update(d_state: ModelState, batch: tuple[jax.Array, jax.Array, jax.Array],
-             g_state: ModelState, config: ml_collections.ConfigDict, d_loss_fn: Callable,
-             axis_name: Optional[str]) -> tuple[ModelState, dict]:
+             g_state: ModelState, aux: Optional[ModelState], config: ml_collections.ConfigDict,
+             d_loss_fn: Callable, axis_name: Optional[str]) -> tuple[ModelState, dict]:
   """One discriminator update on a (latents, real samples, penalty key) triple."""
   z, real, rng = batch
   fake, _ = apply_model(g_state, g_state.params, z, train=True)
   fake = lax.stop_gradient(fake)
-  both = jnp.concatenate([real, fake])
+  both = jax.tree.map(lambda r, f: jnp.concatenate([r, f]), objectives.real_input(config, aux, real),
+                      objectives.fake_input(config, fake, z))
 
   def loss_fn(params):
     logits, collections = apply_model(d_state, params, both, train=True)
@@ -155,20 +150,37 @@ def generator_weights(config: ml_collections.ConfigDict, step: jax.Array, logits
   return topk.top_k_weights(logits, k, scope_axis)
 
 
-def g_update(g_state: ModelState, d_state: ModelState, z: jax.Array, step: jax.Array,
-             config: ml_collections.ConfigDict, g_loss_fn: Callable,
-             axis_name: Optional[str]) -> tuple[ModelState, dict]:
-  """One generator update; the critic is applied in inference mode and not updated."""
-  def loss_fn(params):
-    fake, collections = apply_model(g_state, params, z, train=True)
-    logits, _ = apply_model(d_state, d_state.params, fake, train=False)
-    weights = generator_weights(config, step, logits, axis_name)
-    return g_loss_fn(logits, weights), (collections, weights)
+def g_update(state: GANState, d_state: ModelState, z: jax.Array, real: jax.Array,
+             rng: jax.Array, config: ml_collections.ConfigDict, g_loss_fn: Callable,
+             axis_name: Optional[str]) -> tuple[ModelState, Optional[ModelState], dict]:
+  """One update of the generator and, on the same loss, of the objective's aux network (if any);
+  the critic is applied in inference mode and not updated. `real`: the step's last real batch."""
+  g_state, aux = state.g, state.aux
+  critic = lambda inputs: apply_model(d_state, d_state.params, inputs, train=False)[0]
 
-  (loss, (collections, weights)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_state.params)
-  grads, collections = _pmean((grads, collections), axis_name)
-  g_state = g_state.apply_gradients(grads=grads, collections=collections)
-  return g_state, {"g_loss": loss, "g_kept_fraction": jnp.mean(weights > 0)}
+  def loss_fn(params):
+    g_params, aux_params = params
+    fake, collections = apply_model(g_state, g_params, z, train=True)
+    logits = critic(objectives.fake_input(config, fake, z))
+    weights = generator_weights(config, step=state.step, logits=logits, axis_name=axis_name)
+    loss = g_loss_fn(logits, weights)
+    if aux is None:
+      return loss, (collections, None, weights, None)
+    aux_term, aux_collections = objectives.aux_loss(config, aux, aux_params, critic, fake, z, real,
+                                                    rng)
+    return loss + aux_term, (collections, aux_collections, weights, aux_term)
+
+  params = (g_state.params, None if aux is None else aux.params)
+  (loss, (collections, aux_collections, weights, aux_term)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(params)
+  (g_grads, aux_grads), collections, aux_collections = _pmean(
+      (grads, collections, aux_collections), axis_name)
+  g_state = g_state.apply_gradients(grads=g_grads, collections=collections)
+  metrics = {"g_loss": loss, "g_kept_fraction": jnp.mean(weights > 0)}
+  if aux is not None:
+    aux = aux.apply_gradients(grads=aux_grads, collections=aux_collections)
+    metrics["g_aux_loss"] = aux_term
+  return g_state, aux, metrics
 
 
 def draw_latents(config: ml_collections.ConfigDict, rng: jax.Array, k_d: int,
@@ -236,14 +248,18 @@ def train_step(state: GANState, batch: Any = None, *, config: ml_collections.Con
   # Folded, not split off, so runs without an interpolation penalty draw what they always drew.
   penalty_rngs = jax.random.split(jax.random.fold_in(device_rng, 2), config.n_dis)
 
-  d_step = functools.partial(d_update, g_state=state.g, config=config, d_loss_fn=d_loss_fn,
-                             axis_name=axis_name)
+  d_step = functools.partial(d_update, g_state=state.g, aux=state.aux, config=config,
+                             d_loss_fn=d_loss_fn, axis_name=axis_name)
   d_state, d_metrics = lax.scan(d_step, state.d, (z_d, real, penalty_rngs))
-  g_state, g_metrics = g_update(state.g, d_state, z_g, state.step, config, g_loss_fn, axis_name)
+  g_state, aux, g_metrics = g_update(state, d_state, z_g, real[-1],
+                                     jax.random.fold_in(device_rng, 4), config, g_loss_fn,
+                                     axis_name)
   metrics = _pmean({**jax.tree.map(jnp.mean, d_metrics), **g_metrics}, axis_name)
-  metrics["finite"] = all_finite(metrics, g_state.params, d_state.params)
+  metrics["finite"] = all_finite(metrics, g_state.params, d_state.params,
+                                 None if aux is None else aux.params)
   g_ema = update_ema(config, state.g_ema, g_state.params)
-  return state.replace(step=state.step + 1, g=g_state, d=d_state, g_ema=g_ema, rng=rng), metrics
+  return state.replace(step=state.step + 1, g=g_state, d=d_state, g_ema=g_ema, rng=rng,
+                       aux=aux), metrics
 
 
 def step_config(config: ml_collections.ConfigDict, dataset: Any) -> ml_collections.ConfigDict:
@@ -345,7 +361,8 @@ def replicated_state(config: ml_collections.ConfigDict, dataset: Any,
   """A fresh state, replicated on every device of `mesh` (of every process)."""
   generator, discriminator = models.get_models(config, dataset.data_shape)
   state = create_train_state(config, generator, discriminator, dataset.data_shape,
-                             jax.random.PRNGKey(config.seed))
+                             jax.random.PRNGKey(config.seed),
+                             models.get_aux_model(config, dataset.data_shape))
   return jax.device_put(jax.tree.map(np.asarray, state), distributed.replicated(mesh))
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional
 from flax import traverse_util
 import ml_collections
 
-from smallgan_jax import data, embeddings, losses, models, sampling, topk
+from smallgan_jax import data, embeddings, losses, models, objectives, sampling, topk
 from smallgan_jax.data import images
 from smallgan_jax.metrics import image_scores
 
@@ -67,6 +67,7 @@ FIELDS = {
     "mog_std": POSITIVE,
     "mog_spacing": POSITIVE,
     "ring_radius": POSITIVE,
+    "objective": one_of(objectives.OBJECTIVES),
     "model": one_of(models.MODELS),
     "mlp.width": POSITIVE_INT,
     "mlp.hidden_layers": POSITIVE_INT,
@@ -168,6 +169,11 @@ EMBEDDING_FIELDS = {
 }
 
 
+# MEG's block, `config.meg`, and the held-out class of an anomaly-detection config.
+MEG_FIELDS = {"meg.entropy_weight": NON_NEGATIVE}
+ANOMALY_FIELDS = {"anomaly_class": Check(lambda v: _is_int(v) and v >= 0, "a class id >= 0")}
+
+
 # What an image config's evaluations score, `config.fid` (`image_scores.fid_config`).
 FID_FIELDS = {
     "fid.features": Check(
@@ -188,7 +194,8 @@ def _field_error(key: str, flat: dict, fields: dict = FIELDS) -> Optional[str]:
 
 
 def _unknown_key_error(flat: dict) -> Optional[str]:
-  known = FIELDS.keys() | DATA_FIELDS.keys() | EMBEDDING_FIELDS.keys() | FID_FIELDS.keys()
+  known = (FIELDS.keys() | DATA_FIELDS.keys() | EMBEDDING_FIELDS.keys() | FID_FIELDS.keys()
+           | MEG_FIELDS.keys() | ANOMALY_FIELDS.keys())
   known = known.union(*(fields.keys() for fields in MODEL_FIELDS.values()))
   unknown = sorted(flat.keys() - known)
   if not unknown:
@@ -209,12 +216,36 @@ def _cross_field_error(config: ml_collections.ConfigDict, num_devices: int) -> O
     error = _image_model_error(config)
     if error:
       return error
+  if config.objective != "gan":
+    error = _objective_error(config)
+    if error:
+      return error
+  if "anomaly_class" in config and config.dataset != "images":
+    return (f"config.anomaly_class={config.anomaly_class!r}: expected config.dataset='images' "
+            f"(anomaly detection holds out a class of an image dataset)")
   if config.topk.decay_per_epoch and config.dataset != "images":
     return (f"config.topk.decay_per_epoch=True: expected False for "
             f"config.dataset={config.dataset!r} (only image datasets have epochs)")
   for key in ("batch_size", "g_batch_size"):
     if config[key] % num_devices:
       return f"config.{key}={config[key]} must be divisible by the {num_devices} devices"
+  return None
+
+
+def _objective_error(config: ml_collections.ConfigDict) -> Optional[str]:
+  """An objective with a third network on a setting it cannot train (`objectives.py`)."""
+  objective = f"for config.objective={config.objective!r}"
+  if config.model != "dcgan":
+    return f"config.model={config.model!r}: expected 'dcgan' {objective}"
+  if config.objective == "meg" and "meg" not in config:
+    return f"config.meg is missing: expected a block like {{'entropy_weight': 1.0}} {objective}"
+  if config.objective == "bigan":
+    if config.g_batch_size != config.batch_size:
+      return (f"config.g_batch_size={config.g_batch_size}: expected config.batch_size="
+              f"{config.batch_size} {objective} (the encoder trains on the last critic batch)")
+    if config.gradient_penalty.weight:
+      return (f"config.gradient_penalty.weight={config.gradient_penalty.weight!r}: expected 0 "
+              f"{objective} (its critic takes (x, z) pairs)")
   return None
 
 
@@ -265,6 +296,10 @@ def _errors(config: ml_collections.ConfigDict, num_devices: int) -> Iterator[Opt
     yield from (_field_error(key, flat, DATA_FIELDS) for key in DATA_FIELDS)
   if "fid" in config:
     yield from (_field_error(key, flat, FID_FIELDS) for key in FID_FIELDS)
+  if "meg" in config:
+    yield from (_field_error(key, flat, MEG_FIELDS) for key in MEG_FIELDS)
+  if "anomaly_class" in config:
+    yield from (_field_error(key, flat, ANOMALY_FIELDS) for key in ANOMALY_FIELDS)
   for name, fields in MODEL_FIELDS.items():
     if name in config:
       yield from (_field_error(key, flat, fields) for key in fields)

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from benchmarks import mog_table, sampler_bias, step_cost
+from benchmarks import anomaly_table, mog_table, sampler_bias, step_cost
 from smallgan_jax import main
 from tests.main_test import run_main, snapshot
 
@@ -133,6 +133,11 @@ BAD_FLAGS = [
     (step_cost, ["--steps=0"], "argument --steps: '0': expected a positive integer"),
     (step_cost, ["--repeats=-2"], "argument --repeats: '-2': expected a positive integer"),
     (step_cost, ["--batch=0"], "argument --batch: '0': expected a positive integer"),
+    (anomaly_table, ["--root=x", "--classes", "10"],
+     "argument --classes: '10': expected a Fashion-MNIST class in [0, 9]"),
+    (anomaly_table, ["--root=x", "--jobs=0"], "argument --jobs: '0': expected a positive integer"),
+    (anomaly_table, ["--root=x", "--seeds", "-1"],
+     "argument --seeds: '-1': expected an integer in [0, 2**32)"),
 ]
 
 

@@ -16,7 +16,8 @@ from smallgan_jax import data, distributed, train
 
 SETTING = {
     "seed": 3, "dataset": "mog_grid", "num_modes": 25, "mog_std": 0.05, "mog_spacing": 2.0,
-    "ring_radius": 2.0, "model": "mlp", "mlp": {"width": 64, "hidden_layers": 3},
+    "ring_radius": 2.0, "objective": "gan", "model": "mlp",
+    "mlp": {"width": 64, "hidden_layers": 3},
     "loss": "non_saturating", "z_dim": 2, "prior": "uniform", "batch_size": 32,
     "g_batch_size": 32, "n_dis": 2,
     "coreset": {"factor_prior": 4, "factor_target": 8, "prior_scope": "device"},

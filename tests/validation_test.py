@@ -62,7 +62,8 @@ BAD = [
     ({"mlp.width": 0}, "config.mlp.width=0: expected a positive integer"),
     ({"mlp.width": 32.0}, "config.mlp.width=32.0: expected a positive integer"),
     ({"mlp.hidden_layers": 0}, "config.mlp.hidden_layers=0: expected a positive integer"),
-    ({"loss": "wgan"}, "config.loss='wgan': expected one of ('non_saturating', 'hinge')"),
+    ({"loss": "wgan"}, "config.loss='wgan': expected one of ('non_saturating', 'hinge', "
+     "'wasserstein')"),
     ({"z_dim": 0}, "config.z_dim=0: expected a positive integer"),
     ({"prior": "cauchy"}, "config.prior='cauchy': expected one of ('uniform', 'normal')"),
     ({"batch_size": 0}, "config.batch_size=0: expected a positive integer"),
@@ -200,6 +201,24 @@ def test_embedding_settings_of_image_configs_are_checked(key, value, message):
     ("lsun_church_sagan", {"model": "sngan"},
      "config.sngan is missing: expected a block like models.sngan.sngan_config() for "
      "config.model='sngan'"),
+    ("fashion_mnist_meg", {"objective": "wgan"},
+     "config.objective='wgan': expected one of ('gan', 'meg', 'bigan')"),
+    ("fashion_mnist_meg", {"anomaly_class": -1}, "config.anomaly_class=-1: expected a class id >= 0"),
+    ("fashion_mnist_meg", {"meg.entropy_weight": -1.0},
+     "config.meg.entropy_weight=-1.0: expected a number >= 0"),
+    ("fashion_mnist_meg", {"meg.entropy": 1.0},
+     "config.meg.entropy=1.0: not a known key (config.meg.entropy_weight?)"),
+    ("fashion_mnist_dcgan", {"objective": "meg"},
+     "config.meg is missing: expected a block like {'entropy_weight': 1.0} for "
+     "config.objective='meg'"),
+    ("cifar_sngan", {"objective": "bigan"},
+     "config.model='sngan': expected 'dcgan' for config.objective='bigan'"),
+    ("fashion_mnist_bigan", {"g_batch_size": 128},
+     "config.g_batch_size=128: expected config.batch_size=64 for config.objective='bigan' (the "
+     "encoder trains on the last critic batch)"),
+    ("fashion_mnist_bigan", {"gradient_penalty.weight": 10.0},
+     "config.gradient_penalty.weight=10.0: expected 0 for config.objective='bigan' (its critic "
+     "takes (x, z) pairs)"),
 ])
 def test_image_model_and_score_settings_are_checked(config, overrides, message):
   base = importlib.import_module(f"configs.{config}").get_config()

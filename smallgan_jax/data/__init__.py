@@ -17,10 +17,12 @@ import numpy as np
 
 from smallgan_jax import coreset, sampling
 from smallgan_jax import embeddings as embeddings_lib
-from smallgan_jax.data import images, pipeline, toy
+from smallgan_jax.data import anomaly, images, pipeline, toy
+from smallgan_jax.metrics import anomaly as anomaly_lib
 from smallgan_jax.metrics import fid, grids, image_scores, mog, plots
 
 MAX_PICTURED_CANDIDATES = 256  # `coreset_picks` of images shows at most this many candidates.
+SCORE_BATCH = 500  # Test images an anomaly evaluation scores per call.
 
 
 def _greedy_picks(points: np.ndarray, k: int) -> np.ndarray:
@@ -137,14 +139,36 @@ class ImageDataset:
     return grids.tile(np.asarray(candidates), frames=chosen[:len(shown)], border=2)
 
 
+@dataclasses.dataclass(frozen=True)
+class AnomalyDataset(ImageDataset):
+  """Anomaly detection with one class held out (`data/anomaly.py`): the GAN trains on `source`,
+  80% of the normal images, and each evaluation scores `test`, the other normal images and every
+  anomalous one, with the trained networks' anomaly scores (`objectives.anomaly_scores`)."""
+  test: Optional[images.ImageSource] = None
+  test_is_anomaly: Optional[np.ndarray] = None
+
+  def anomaly_metrics(self, score_images: Any) -> dict:
+    """AUPRC (anomalies positive) and ROC AUC of `score_images`, a function from a batch of images
+    in [-1, 1] to their scores, over the test images (in fixed batches of `SCORE_BATCH`)."""
+    test = self.test.images(np.arange(len(self.test)))
+    scores = [np.asarray(score_images(pipeline.images_to_float(batch)))[:count]
+              for batch, count in fid.fixed_batches(test, SCORE_BATCH)]
+    return anomaly_lib.anomaly_metrics(np.concatenate(scores), self.test_is_anomaly)
+
+
 def _image_dataset(config: ml_collections.ConfigDict) -> ImageDataset:
   """The config's image source, and its embeddings when the target core-set needs them (built
-  on first use). A missing dataset fails here, in one line, before any model is built."""
+  on first use). A missing dataset fails here, in one line, before any model is built. With
+  `config.anomaly_class`, the source's normal training part and its test part."""
   source = images.get_source(config.data)
   scores = image_scores.fid_scores(config, source) if "fid" in config else ()
-  if config.coreset.factor_target == 1:
-    return ImageDataset(source, None, scores)
-  return ImageDataset(source, embeddings_lib.load_or_build(config, source), scores)
+  extra, kind = {}, ImageDataset
+  if "anomaly_class" in config:
+    source, test, is_anomaly = anomaly.anomaly_sources(source, config.anomaly_class)
+    extra, kind = {"test": test, "test_is_anomaly": is_anomaly}, AnomalyDataset
+  rows = (None if config.coreset.factor_target == 1
+          else embeddings_lib.load_or_build(config, source))
+  return kind(source, rows, scores, **extra)
 
 
 def _toy_mixture(config: ml_collections.ConfigDict, kind: str) -> ToyMixture:

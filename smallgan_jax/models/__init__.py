@@ -1,13 +1,17 @@
-"""Generator / discriminator pairs, chosen by `config.model`.
+"""Generator / discriminator pairs, chosen by `config.model`, and the third network of an objective
+with one (`get_aux_model`; `objectives.py`).
 
 Every model is called as `model(x, train=bool)`; a discriminator returns one logit per sample.
+BiGAN's critic is joint: it takes (x, z) pairs.
 """
+from typing import Optional
+
 import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
 from smallgan_jax import distributed
-from smallgan_jax.models import dcgan, mlp, sagan, sngan
+from smallgan_jax.models import bigan, dcgan, meg, mlp, sagan, sngan
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # A model block's compute `dtype`.
 # Each convolutional model's config block (same name as the model) and the resolutions it makes.
@@ -27,6 +31,8 @@ def _dcgan(config: ml_collections.ConfigDict,
   _image_shape(config, data_shape)
   block, dtype = config.dcgan, DTYPES[config.dcgan.dtype]
   generator = dcgan.DCGANGenerator(data_shape[0], data_shape[2], block.g_channels, dtype)
+  if config.objective == "bigan":
+    return generator, bigan.JointDiscriminator(block.d_channels, dtype)
   discriminator = dcgan.DCGANDiscriminator(block.d_channels, block.spectral_norm, dtype)
   return generator, discriminator
 
@@ -72,3 +78,16 @@ def get_models(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -
   if config.model not in _MODELS:
     raise ValueError(f"model={config.model!r} is not known; expected one of {sorted(_MODELS)}")
   return _MODELS[config.model](config, data_shape)
+
+
+def get_aux_model(config: ml_collections.ConfigDict,
+                  data_shape: tuple[int, ...]) -> Optional[nn.Module]:
+  """The objective's third network, as wide as the critic (`config.dcgan.d_channels`): MEG's
+  statistics network T(x, z), BiGAN's encoder; None for a plain GAN."""
+  if config.objective == "gan":
+    return None
+  _image_shape(config, data_shape)
+  block, dtype = config.dcgan, DTYPES[config.dcgan.dtype]
+  if config.objective == "meg":
+    return meg.StatisticsNetwork(block.d_channels, dtype)
+  return bigan.Encoder(config.z_dim, block.d_channels, dtype)

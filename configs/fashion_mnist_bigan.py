@@ -1,0 +1,29 @@
+"""The BiGAN anomaly-detection baseline (Zenati et al. 2018) on Fashion-MNIST, beside
+configs/fashion_mnist_meg.py: same data, split, networks' widths and batch, and as many real
+images through the critic (one critic update a step instead of MEG's 5, so 5x MEG's steps).
+
+  python -m smallgan_jax.main --config=configs/fashion_mnist_bigan.py --config.anomaly_class=0 \
+      --workdir=workdirs/fmnist_bigan_0
+
+Encoder, generator and a joint discriminator on (x, z), the non-saturating loss, one critic update
+per generator update, no core-sets (factors 1: the baseline is the paper's plain BiGAN), Adam 1e-4
+(0.5, 0.999). The anomaly score is Zenati et al.'s 0.9 * ||x - G(E(x))||_1 + 0.1 * ||f(x, E(x)) -
+f(G(E(x)), E(x))||_1, f the critic's last hidden layer.
+"""
+from configs import fashion_mnist_meg
+
+
+def get_config():
+  config = fashion_mnist_meg.get_config()
+  config.objective = "bigan"
+  del config.meg
+  config.loss = "non_saturating"
+  config.gradient_penalty.weight = 0.0
+  config.num_train_steps *= config.n_dis
+  config.eval_every_steps *= config.n_dis
+  config.checkpoint_every_steps *= config.n_dis
+  config.n_dis = 1
+  config.coreset.factor_prior = 1
+  config.coreset.factor_target = 1
+  config.optim.b2 = 0.999
+  return config

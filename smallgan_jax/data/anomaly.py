@@ -1,0 +1,93 @@
+"""The one-class-out anomaly-detection split of Zenati et al. 2018 and Kumar et al. 2019 (MEG),
+the protocol of the Small-GAN paper's Table 2.
+
+One class of a labelled dataset is the anomaly and every other class is normal. All images are
+pooled (for an idx dataset, the split "all": train then test), the normal ones are shuffled with a
+fixed seed (`SPLIT_SEED`), and the first `floor(TRAIN_FRACTION * normals)` of them are the training
+set: the GAN never sees an anomaly. The test set is the remaining normal images plus every
+anomalous one, and a detector is scored on it by how well it ranks the anomalies first
+(`metrics/anomaly.py`).
+
+Both parts are returned as index arrays into the pooled source, sorted ascending, so each part
+reads the source in dataset order whatever the shuffle was; `SubsetSource` turns them into
+`ImageSource`s the pipeline can draw from, named per anomaly class, seed and part so that a cache
+keyed on the source's name keeps the parts apart.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from smallgan_jax.data import images
+
+SPLIT_SEED = 42
+TRAIN_FRACTION = 0.8
+
+
+class AnomalySplit(NamedTuple):
+  """Indices into the pooled source: normal training images, and test images with their truth."""
+
+  train_indices: np.ndarray  # int64, ascending; normal images only.
+  test_indices: np.ndarray  # int64, ascending; the other normal images and all anomalies.
+  test_is_anomaly: np.ndarray  # bool, aligned with test_indices.
+
+
+def anomaly_split(labels: np.ndarray, anomaly_class: int, seed: int = SPLIT_SEED,
+                  train_fraction: float = TRAIN_FRACTION) -> AnomalySplit:
+  """The split of a pooled dataset with these labels, `anomaly_class` the anomaly.
+
+  The normal indices (label != anomaly_class), in index order, are permuted with
+  `np.random.default_rng(seed).permutation`; the first `int(train_fraction * normals)` (rounded
+  down) are the training set, the rest of them and all anomalous indices the test set.
+  """
+  labels = np.asarray(labels)
+  classes = [int(c) for c in np.unique(labels)]
+  if anomaly_class not in classes:
+    raise ValueError(f"anomaly_class={anomaly_class!r} is not among the labels: expected one of "
+                     f"{classes}")
+  if not 0 < train_fraction < 1:
+    raise ValueError(f"train_fraction={train_fraction!r}: expected a fraction in (0, 1)")
+  is_anomaly = labels == anomaly_class
+  normal = np.random.default_rng(seed).permutation(np.flatnonzero(~is_anomaly))
+  n_train = int(train_fraction * len(normal))
+  if n_train == 0:
+    raise ValueError(f"anomaly_class={anomaly_class!r} with train_fraction={train_fraction!r} "
+                     f"leaves 0 of {len(normal)} normal images for training: expected at least 1")
+  test = np.sort(np.concatenate([normal[n_train:], np.flatnonzero(is_anomaly)]))
+  return AnomalySplit(np.sort(normal[:n_train]).astype(np.int64), test.astype(np.int64),
+                      is_anomaly[test])
+
+
+class SubsetSource:
+  """The images of `source` at `indices`, as an `ImageSource`: its index i is `indices[i]`."""
+
+  def __init__(self, source: images.ImageSource, indices: np.ndarray, name: str):
+    indices = np.asarray(indices, np.int64)
+    if indices.ndim != 1:
+      raise ValueError(f"{name}: indices of shape {indices.shape}: expected a 1-D array")
+    outside = indices[(indices < 0) | (indices >= len(source))]
+    if outside.size:
+      raise ValueError(f"{name}: index {outside[0]} is outside {source.name}: expected indices "
+                       f"in 0 ... {len(source) - 1}")
+    self.name = name
+    self.shape = source.shape
+    self.indices = indices
+    self._source = source
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def images(self, indices: np.ndarray) -> np.ndarray:
+    return self._source.images(self.indices[np.asarray(indices)])
+
+  def labels(self, indices: np.ndarray) -> np.ndarray:
+    return self._source.labels(self.indices[np.asarray(indices)])
+
+
+def anomaly_sources(source: images.ImageSource, anomaly_class: int, seed: int = SPLIT_SEED
+                    ) -> tuple[SubsetSource, SubsetSource, np.ndarray]:
+  """(train source, test source, test_is_anomaly) of the split of all of `source`'s images, named
+  "<source name>-anomaly<class>-seed<seed>-train" and "...-test"."""
+  split = anomaly_split(source.labels(np.arange(len(source))), anomaly_class, seed)
+  stem = f"{source.name}-anomaly{anomaly_class}-seed{seed}"
+  return (SubsetSource(source, split.train_indices, f"{stem}-train"),
+          SubsetSource(source, split.test_indices, f"{stem}-test"), split.test_is_anomaly)

@@ -1,0 +1,145 @@
+"""MEG and BiGAN through the one train step on idx images the test writes: several steps on 4
+simulated devices with replicas identical, MEG's energy loss and penalty, its entropy term and
+the statistics network it trains, and the anomaly score each evaluation writes."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn import metrics as sk_metrics
+
+from configs import fashion_mnist_bigan, fashion_mnist_meg
+from smallgan_jax import data, distributed, losses, objectives, train
+from smallgan_jax.data import pipeline
+from tests.image_gans_test import ROOT
+from tests.images_test import write_idx
+
+TRAIN_ON_4_DEVICES = """
+import jax, numpy as np
+from configs import {config}
+from smallgan_jax import data, distributed, train
+from tests.anomaly_train_test import tiny
+assert jax.device_count() == 4
+config = tiny({config}.get_config(), {idx_dir!r}, {cache!r})
+dataset = data.get_dataset(config)
+mesh = distributed.device_mesh()
+state = train.replicated_state(config, dataset, mesh)
+first = [np.asarray(distributed.host_value(x)) for x in jax.tree.leaves(state.aux.params)]
+step = train.make_train_step(config, dataset, mesh, streamed=True)
+batches = dataset.batches(config, mesh, 1)
+for _ in range(3):
+  state, metrics = step(state, *next(batches))
+assert bool(metrics["finite"]), metrics
+for leaf in jax.tree.leaves(state):
+  copies = [np.asarray(shard.data) for shard in leaf.addressable_shards]
+  assert len(copies) == 4 and all((c == copies[0]).all() for c in copies), "replicas diverged"
+last = [np.asarray(distributed.host_value(x)) for x in jax.tree.leaves(state.aux.params)]
+assert all(not np.array_equal(a, b) for a, b in zip(first, last)), "the aux network did not move"
+print("OK", int(state.d.step), int(state.aux.step))
+"""
+
+
+def tiny(config, idx_dir: str, cache: str):
+  """An anomaly config at tiny widths and batches on the idx files in `idx_dir`."""
+  config.data.idx_dir = idx_dir
+  config.data.num_threads = 1
+  config.coreset.cache_dir = cache
+  config.dcgan.g_channels = config.dcgan.d_channels = 4
+  config.batch_size = config.g_batch_size = 8
+  config.z_dim = 16
+  config.anomaly_class = 2
+  config.eval_num_samples = 8
+  return config
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+  """Fashion-MNIST-shaped idx files: 96 train and 32 test images of random pixels, classes 0-3."""
+  root = tmp_path_factory.mktemp("idx")
+  rng = np.random.default_rng(0)
+  for prefix, n in (("train", 96), ("t10k", 32)):
+    write_idx(str(root / f"{prefix}-images-idx3-ubyte"), rng.integers(0, 256, (n, 28, 28),
+                                                                     dtype=np.uint8))
+    write_idx(str(root / f"{prefix}-labels-idx1-ubyte"), rng.integers(0, 4, n).astype(np.uint8))
+  return str(root)
+
+
+@pytest.mark.parametrize("config, d_updates, aux_updates", [
+    ("fashion_mnist_meg", 15, 3), ("fashion_mnist_bigan", 3, 3)])
+def test_trains_on_4_devices(idx_dir, tmp_path, config, d_updates, aux_updates):
+  code = textwrap.dedent(TRAIN_ON_4_DEVICES).format(config=config, idx_dir=idx_dir,
+                                                    cache=str(tmp_path / "cache"))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stdout.split() == ["OK", str(d_updates), str(aux_updates)]
+
+
+def one_step(config):
+  """(state before, state after, metrics) of one step on this process's devices."""
+  dataset = data.get_dataset(config)
+  mesh = distributed.device_mesh()
+  state = train.replicated_state(config, dataset, mesh)
+  before = jax.tree.map(np.asarray, state)
+  step = train.make_train_step(config, dataset, mesh, streamed=True)
+  after, metrics = step(state, *next(dataset.batches(config, mesh, 1)))
+  return before, after, {k: float(v) for k, v in metrics.items()}
+
+
+def test_meg_energy_loss_is_the_energy_gap_plus_the_penalty(idx_dir, tmp_path):
+  config = tiny(fashion_mnist_meg.get_config(), idx_dir, str(tmp_path))
+  _, _, m = one_step(config)
+  # D = -E: E(real) - E(fake) = d_fake - d_real, averaged over the n_dis updates like the loss.
+  assert m["d_loss"] == pytest.approx(m["d_fake"] - m["d_real"] + m["d_penalty"], rel=1e-5)
+  assert m["d_penalty"] > 0
+
+
+def test_energy_penalty_of_a_known_gradient():
+  """E(x) = ||x||^2 / 2 has gradient x: the penalty is 100 * mean ||x||^2."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (5, 4, 4, 1))
+  critic = lambda x: -0.5 * jnp.sum(x.reshape(5, -1) ** 2, axis=1)  # D = -E.
+  expected = 100 * np.mean(np.sum(np.asarray(x, np.float64).reshape(5, -1) ** 2, axis=1))
+  assert 100 * float(losses.gradient_penalty(critic, x, 0.0)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_meg_statistics_network_trains_on_the_entropy_term(idx_dir, tmp_path, weight):
+  config = tiny(fashion_mnist_meg.get_config(), idx_dir, str(tmp_path))
+  config.meg.entropy_weight = weight
+  before, after, m = one_step(config)
+  moved = [not np.array_equal(a, np.asarray(b)) for a, b in
+           zip(jax.tree.leaves(before.aux.params), jax.tree.leaves(after.aux.params))]
+  if weight == 0:
+    assert m["g_aux_loss"] == 0 and not any(moved)
+  else:  # A binary cross-entropy of near-random logits is near log 2.
+    assert m["g_aux_loss"] == pytest.approx(np.log(2), abs=0.1) and all(moved)
+
+
+@pytest.mark.parametrize("config_module", [fashion_mnist_meg, fashion_mnist_bigan])
+def test_evaluation_scores_the_test_images_with_the_anomaly_score(idx_dir, tmp_path,
+                                                                  config_module):
+  """The AUPRC an evaluation writes is sklearn's average precision of the networks' scores of
+  the test images; for MEG the score is the energy -D(x)."""
+  config = tiny(config_module.get_config(), idx_dir, str(tmp_path))
+  dataset = data.get_dataset(config)
+  assert isinstance(dataset, data.AnomalyDataset)
+  _, state, _ = one_step(config)
+  networks = jax.tree.map(distributed.host_value, (state.g, state.d, state.aux))
+  score = jax.jit(lambda *n: objectives.anomaly_scores(config, *n))
+  written = dataset.anomaly_metrics(lambda x: score(*networks, x))
+  test = pipeline.images_to_float(dataset.test.images(np.arange(len(dataset.test))))
+  scores = np.asarray(score(*networks, test))
+  if config.objective == "meg":
+    critic = networks[1]
+    energy = -critic.apply_fn({"params": critic.params, **critic.collections}, test, train=False)
+    np.testing.assert_allclose(scores, energy, rtol=1e-5, atol=1e-6)
+  expected = sk_metrics.average_precision_score(dataset.test_is_anomaly, scores)
+  assert written["auprc"] == pytest.approx(expected, rel=1e-6)
+  assert written["roc_auc"] == pytest.approx(
+      sk_metrics.roc_auc_score(dataset.test_is_anomaly, scores), rel=1e-6)
