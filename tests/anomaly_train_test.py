@@ -2,6 +2,7 @@
 simulated devices with replicas identical, MEG's energy loss and penalty, its entropy term and
 the statistics network it trains, and the anomaly score each evaluation writes."""
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,8 @@ from smallgan_jax import data, distributed, losses, objectives, train
 from smallgan_jax.data import pipeline
 from tests.image_gans_test import ROOT
 from tests.images_test import write_idx
+from tests.main_test import final_params, run_main
+from tests.resilience_test import assert_same_states
 
 TRAIN_ON_4_DEVICES = """
 import jax, numpy as np
@@ -143,3 +146,21 @@ def test_evaluation_scores_the_test_images_with_the_anomaly_score(idx_dir, tmp_p
   assert written["auprc"] == pytest.approx(expected, rel=1e-6)
   assert written["roc_auc"] == pytest.approx(
       sk_metrics.roc_auc_score(dataset.test_is_anomaly, scores), rel=1e-6)
+
+
+def test_meg_run_through_main_resumes_bit_for_bit(idx_dir, tmp_path):
+  """The CLI with --config.anomaly_class: 3 steps, then 3 more from the checkpoint, equal 6
+  straight, the statistics network included; the evaluation logs AUPRC and ROC AUC."""
+  flags = [f"--config.data.idx_dir={idx_dir}", "--config.data.num_threads=1",
+           f"--config.coreset.cache_dir={tmp_path / 'cache'}", "--config.dcgan.g_channels=4",
+           "--config.dcgan.d_channels=4", "--config.z_dim=16", "--config.batch_size=8",
+           "--config.g_batch_size=8", "--config.eval_num_samples=8", "--config.anomaly_class=3",
+           "--config.checkpoint_every_steps=3", "--config.eval_every_steps=3"]
+  for workdir, steps in (("resumed", 3), ("resumed", 6), ("straight", 6)):
+    out = run_main(tmp_path / workdir, *flags, f"--config.num_train_steps={steps}",
+                   config="configs/fashion_mnist_meg.py")
+    assert out.returncode == 0, out.stderr[-3000:]
+  assert re.search(r"Step 6: auprc=0\.\d+, roc_auc=0\.\d+", out.stderr), out.stderr[-3000:]
+  resumed, straight = (final_params(str(tmp_path / w))[1] for w in ("resumed", "straight"))
+  assert "aux" in straight and jax.tree.leaves(straight["aux"])
+  assert_same_states(resumed, straight)
