@@ -1,10 +1,7 @@
 """MEG and BiGAN through the one train step on idx images the test writes: several steps on 4
 simulated devices with replicas identical, MEG's energy loss and penalty, its entropy term and
 the statistics network it trains, and the anomaly score each evaluation writes."""
-import os
 import re
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -16,7 +13,7 @@ from sklearn import metrics as sk_metrics
 from configs import fashion_mnist_bigan, fashion_mnist_meg
 from smallgan_jax import data, distributed, losses, objectives, train
 from smallgan_jax.data import pipeline
-from tests.image_gans_test import ROOT
+from tests.image_gans_test import run_on_4_devices
 from tests.images_test import write_idx
 from tests.main_test import final_params, run_main
 from tests.resilience_test import assert_same_states
@@ -24,24 +21,14 @@ from tests.resilience_test import assert_same_states
 TRAIN_ON_4_DEVICES = """
 import jax, numpy as np
 from configs import {config}
-from smallgan_jax import data, distributed, train
+from smallgan_jax import distributed
 from tests.anomaly_train_test import tiny
+from tests.image_gans_test import train_on_devices
 assert jax.device_count() == 4
-config = tiny({config}.get_config(), {idx_dir!r}, {cache!r})
-dataset = data.get_dataset(config)
-mesh = distributed.device_mesh()
-state = train.replicated_state(config, dataset, mesh)
-first = [np.asarray(distributed.host_value(x)) for x in jax.tree.leaves(state.aux.params)]
-step = train.make_train_step(config, dataset, mesh, streamed=True)
-batches = dataset.batches(config, mesh, 1)
-for _ in range(3):
-  state, metrics = step(state, *next(batches))
-assert bool(metrics["finite"]), metrics
-for leaf in jax.tree.leaves(state):
-  copies = [np.asarray(shard.data) for shard in leaf.addressable_shards]
-  assert len(copies) == 4 and all((c == copies[0]).all() for c in copies), "replicas diverged"
+first, state = train_on_devices(tiny({config}.get_config(), {idx_dir!r}, {cache!r}), 3)
 last = [np.asarray(distributed.host_value(x)) for x in jax.tree.leaves(state.aux.params)]
-assert all(not np.array_equal(a, b) for a, b in zip(first, last)), "the aux network did not move"
+moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(first.aux.params), last)]
+assert all(moved), "the aux network did not move"
 print("OK", int(state.d.step), int(state.aux.step))
 """
 
@@ -76,12 +63,7 @@ def idx_dir(tmp_path_factory):
 def test_trains_on_4_devices(idx_dir, tmp_path, config, d_updates, aux_updates):
   code = textwrap.dedent(TRAIN_ON_4_DEVICES).format(config=config, idx_dir=idx_dir,
                                                     cache=str(tmp_path / "cache"))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                       cwd=ROOT)
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert out.stdout.split() == ["OK", str(d_updates), str(aux_updates)]
+  assert run_on_4_devices(code) == ["OK", str(d_updates), str(aux_updates)]
 
 
 def one_step(config):

@@ -6,10 +6,12 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 from PIL import Image
 import pytest
 
+from smallgan_jax import data, distributed, train
 from tests.main_test import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_ON_4_DEVICES = """
 import jax, numpy as np
 from configs import {config}
-from smallgan_jax import data, distributed, train
+from smallgan_jax import distributed
+from tests.image_gans_test import train_on_devices
 assert jax.device_count() == 4
 config = {config}.get_config()
 config.data.source, config.data.folder, config.data.num_threads = "folder", {folder!r}, 1
@@ -27,23 +30,41 @@ config.batch_size = config.g_batch_size = 8
 config.z_dim = 16
 config.num_train_steps = 3
 config.update_from_flattened_dict({overrides!r})
-dataset = data.get_dataset(config)
-mesh = distributed.device_mesh()
-state = train.replicated_state(config, dataset, mesh)
-first = np.asarray(distributed.host_value(jax.tree.leaves(state.g.params)[0]))
-step = train.make_train_step(config, dataset, mesh, streamed=True)
-batches = dataset.batches(config, mesh, 1)
-for _ in range(3):
-  state, metrics = step(state, *next(batches))
-assert bool(metrics["finite"]), metrics
-for leaf in jax.tree.leaves(state):
-  copies = [np.asarray(shard.data) for shard in leaf.addressable_shards]
-  assert len(copies) == 4 and all((c == copies[0]).all() for c in copies), "replicas diverged"
+first, state = train_on_devices(config, 3)
 last = np.asarray(distributed.host_value(jax.tree.leaves(state.g.params)[0]))
-assert not np.array_equal(first, last), "the generator did not move"
+assert not np.array_equal(jax.tree.leaves(first.g.params)[0], last), "the generator did not move"
 assert set(state.g.collections) == {collections!r}, state.g.collections.keys()
 print("OK", int(state.d.step))
 """
+
+
+def train_on_devices(config, steps: int):
+  """(the initial state on the host, the state after `steps` streamed steps on every device),
+  asserting that the metrics stay finite and the replicas identical. Run in the subprocesses."""
+  dataset = data.get_dataset(config)
+  mesh = distributed.device_mesh()
+  state = train.replicated_state(config, dataset, mesh)
+  first = jax.tree.map(lambda x: np.asarray(distributed.host_value(x)), state)
+  step = train.make_train_step(config, dataset, mesh, streamed=True)
+  batches = dataset.batches(config, mesh, 1)
+  for _ in range(steps):
+    state, metrics = step(state, *next(batches))
+  assert bool(metrics["finite"]), metrics
+  for leaf in jax.tree.leaves(state):
+    copies = [np.asarray(shard.data) for shard in leaf.addressable_shards]
+    assert len(copies) == jax.device_count(), len(copies)
+    assert all((c == copies[0]).all() for c in copies), "replicas diverged"
+  return first, state
+
+
+def run_on_4_devices(code: str) -> list[str]:
+  """The words `code` prints, run in a process of 4 simulated CPU devices (which must succeed)."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out.stdout.split()
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +88,7 @@ def test_paper_config_trains_at_tiny_width_on_4_devices(image_folder, tmp_path, 
   code = textwrap.dedent(TRAIN_ON_4_DEVICES).format(
       config=config, folder=str(image_folder), cache=str(tmp_path / "cache"),
       overrides=overrides, collections=set(collections))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                       cwd=ROOT)
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert out.stdout.split() == ["OK", str(d_updates)]  # n_dis critic updates a step.
+  assert run_on_4_devices(code) == ["OK", str(d_updates)]  # n_dis critic updates a step.
 
 
 @pytest.mark.parametrize("config, name", [("cifar_sngan", "cifar10"),
