@@ -21,7 +21,7 @@ def get_config():
   config.anomaly_class = 0
   config.dcgan.g_channels = 16
   config.dcgan.d_channels = 16
-  config.num_train_steps = 400  # 2.3 epochs of the 56,000 normal training images.
+  config.num_train_steps = 400  # 2.5 epochs of the 50,400 normal training images.
   config.eval_every_steps = 200
   config.checkpoint_every_steps = 200
   config.log_every_steps = 50
