@@ -87,8 +87,8 @@ def final_auprc(path: str) -> float:
 
 
 def summarize(root: str, classes: list[int], seeds: list[int]) -> None:
-  print(f"AUPRC of the final evaluation, mean +- std over seeds {seeds} (Fashion-MNIST); paper: "
-        "MNIST, same method, for orientation")
+  print(f"AUPRC of the final evaluation, mean +- sample std over seeds {seeds} (Fashion-MNIST); "
+        "paper: MNIST, same method, for orientation")
   print("| held-out class | " + " | ".join(METHODS) + " | " +
         " | ".join(f"paper MNIST {m}" for m in METHODS) + " |")
   print("| --- |" + " --- |" * (2 * len(METHODS)))
@@ -96,13 +96,14 @@ def summarize(root: str, classes: list[int], seeds: list[int]) -> None:
     cells = []
     for method in METHODS:
       values = [final_auprc(workdir(root, method, c, s)) for s in seeds]
-      cells.append(f"{np.mean(values):.3f} +- {np.std(values):.3f}")
+      cells.append(f"{np.mean(values):.3f} +- {np.std(values, ddof=1):.3f}")
     paper = [f"{PAPER_MNIST[m][c]:.3f}" if c in PAPER_MNIST[m] else "" for m in METHODS]
     print(f"| {c} | " + " | ".join(cells + paper) + " |")
-  for s in seeds:
+  for c in classes:
     diffs = [final_auprc(workdir(root, "core-set MEG", c, s)) -
-             final_auprc(workdir(root, "MEG", c, s)) for c in classes]
-    print(f"seed {s}: core-set MEG - MEG, by class: " + ", ".join(f"{d:+.3f}" for d in diffs))
+             final_auprc(workdir(root, "MEG", c, s)) for s in seeds]
+    print(f"class {c}: core-set MEG - MEG, paired by seed: " +
+          ", ".join(f"{d:+.3f}" for d in diffs) + f" (mean {np.mean(diffs):+.3f})")
 
 
 def main() -> None:

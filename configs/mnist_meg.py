@@ -11,8 +11,9 @@ precision) and ROC AUC of the energy E(x) to TensorBoard. MEG: 5 energy updates 
 update, Adam 1e-4 (0.5, 0.9), z 128, batch 64, energy penalty 100 * ||grad E(real)||^2; the
 statistics network T is updated with the generator, entropy term weight 1 (smallgan_jax/
 objectives.py). 8,663 steps are the paper's ~55 epochs, counted in real images the energy trains
-on (55 x 50,400 / (64 x 5): 80% of the about 63,000 normal images train). Core-sets: prior factor 4, target factor 8 on the raw pixels
-projected to 32 dimensions (the target embedding must not know the held-out class).
+on (55 x 50,400 / (64 x 5): 80% of the about 63,000 normal images train). Core-sets: prior
+factor 4, target factor 8 on the raw pixels projected to 32 dimensions (the target embedding
+must not know the held-out class).
 Plain MEG: --config.coreset.factor_prior=1 --config.coreset.factor_target=1.
 
 Expected (paper Table 2, digits 1/4/5/7/9): AUPRC 0.351/0.501/0.518/0.387/0.390 for core-set MEG,

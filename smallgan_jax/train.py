@@ -121,8 +121,8 @@ def d_update(d_state: ModelState, batch: tuple[jax.Array, jax.Array, jax.Array],
   z, real, rng = batch
   fake, _ = apply_model(g_state, g_state.params, z, train=True)
   fake = lax.stop_gradient(fake)
-  both = jax.tree.map(lambda r, f: jnp.concatenate([r, f]), objectives.real_input(config, aux, real),
-                      objectives.fake_input(config, fake, z))
+  both = jax.tree.map(lambda r, f: jnp.concatenate([r, f]),
+                      objectives.real_input(config, aux, real), objectives.fake_input(config, fake, z))
 
   def loss_fn(params):
     logits, collections = apply_model(d_state, params, both, train=True)
