@@ -92,16 +92,17 @@ def summarize(root: str, classes: list[int], seeds: list[int]) -> None:
   print("| held-out class | " + " | ".join(METHODS) + " | " +
         " | ".join(f"paper MNIST {m}" for m in METHODS) + " |")
   print("| --- |" + " --- |" * (2 * len(METHODS)))
+  auprc = {(m, c, s): final_auprc(workdir(root, m, c, s))
+           for m in METHODS for c in classes for s in seeds}  # Each run's TensorBoard read once.
   for c in classes:
     cells = []
     for method in METHODS:
-      values = [final_auprc(workdir(root, method, c, s)) for s in seeds]
+      values = [auprc[method, c, s] for s in seeds]
       cells.append(f"{np.mean(values):.3f} +- {np.std(values, ddof=1):.3f}")
     paper = [f"{PAPER_MNIST[m][c]:.3f}" if c in PAPER_MNIST[m] else "" for m in METHODS]
     print(f"| {c} | " + " | ".join(cells + paper) + " |")
   for c in classes:
-    diffs = [final_auprc(workdir(root, "core-set MEG", c, s)) -
-             final_auprc(workdir(root, "MEG", c, s)) for s in seeds]
+    diffs = [auprc["core-set MEG", c, s] - auprc["MEG", c, s] for s in seeds]
     print(f"class {c}: core-set MEG - MEG, paired by seed: " +
           ", ".join(f"{d:+.3f}" for d in diffs) + f" (mean {np.mean(diffs):+.3f})")
 
