@@ -1,9 +1,12 @@
 """Converts pytorch-fid's Inception weights (.pth) to an .npz that `fid.load_inception` reads.
 
-Run once, where torch is installed (it is not in requirements.txt; training never needs it):
+`fid.load_inception` downloads and converts the file on first use (`inception.fetch_weights`).
+On a machine without internet, copy the .pth there and run (no torch needed: the .pth is read
+by `torch_weights`, and its sha256 checked against the `6726825d` in its name):
 
     python -m smallgan_jax.metrics.convert_inception \
-        --pth=pt_inception-2015-12-05-6726825d.pth --out=~/.cache/smallgan_jax/fid_inception.npz
+        --pth=pt_inception-2015-12-05-6726825d.pth \
+        --out=~/.cache/smallgan_jax/fid_inception_2015-12-05.npz
 
 The .pth is the state dict of torchvision's `Inception3(num_classes=1008, aux_logits=False)` with
 pytorch-fid's FID blocks, from https://github.com/mseitzer/pytorch-fid/releases (tag
@@ -15,11 +18,13 @@ fid_weights). Each key maps to the Flax module path of the same name
 those '/'-joined paths, plus `__meta__/source` and `__meta__/source_sha256` (the .pth's).
 """
 import argparse
-import hashlib
 import os
+import sys
 from typing import Mapping
 
 import numpy as np
+
+from smallgan_jax.metrics import torch_weights
 
 META_PREFIX = "__meta__/"
 _BN_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
@@ -52,21 +57,6 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.nda
   return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}
 
 
-def load_pth(path: str) -> dict[str, np.ndarray]:
-  """The .pth's state dict as numpy arrays (needs torch; imported here only)."""
-  import torch  # pylint: disable=g-import-not-at-top
-  state_dict = torch.load(path, map_location="cpu", weights_only=True)
-  return {k: v.detach().cpu().numpy() for k, v in state_dict.items()}
-
-
-def sha256_of_file(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def save_npz(arrays: Mapping[str, np.ndarray], out: str, source: str = "",
              source_sha256: str = "") -> str:
   """Writes the converted arrays (and where they came from) to `out`, atomically."""
@@ -81,10 +71,12 @@ def save_npz(arrays: Mapping[str, np.ndarray], out: str, source: str = "",
 
 
 def convert_file(pth: str, out: str) -> str:
-  """pytorch-fid's .pth -> Flax .npz at `out`; returns `out`."""
+  """pytorch-fid's .pth -> Flax .npz at `out`; returns `out`. Refuses a .pth whose sha256 does
+  not match the digest prefix in its name (`torch_weights.check_digest`)."""
   pth = os.path.expanduser(pth)
-  arrays = convert_state_dict(load_pth(pth))
-  return save_npz(arrays, out, os.path.basename(pth), sha256_of_file(pth))
+  digest = torch_weights.check_digest(pth)
+  arrays = convert_state_dict(torch_weights.load_state_dict(pth))
+  return save_npz(arrays, out, os.path.basename(pth), digest)
 
 
 def main(argv=None):
@@ -92,7 +84,10 @@ def main(argv=None):
   parser.add_argument("--pth", required=True, help="pt_inception-2015-12-05-6726825d.pth")
   parser.add_argument("--out", required=True, help="the .npz to write")
   args = parser.parse_args(argv)
-  out = convert_file(args.pth, args.out)
+  try:
+    out = convert_file(args.pth, args.out)
+  except (OSError, ValueError) as e:  # Missing, corrupted or unsafe file: one line.
+    sys.exit(f"FATAL {e}")
   print(f"wrote {out}")
 
 

@@ -20,6 +20,7 @@ import functools
 import os
 from typing import Any, Optional
 
+from absl import logging
 from flax import traverse_util
 import flax.linen as nn
 import jax
@@ -27,10 +28,13 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from smallgan_jax.metrics import convert_inception, torch_weights
+
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                "pt_inception-2015-12-05-6726825d.pth")
 WEIGHTS_PTH = "pt_inception-2015-12-05-6726825d.pth"
-DEFAULT_WEIGHTS = "~/.cache/smallgan_jax/fid_inception_2015-12-05.npz"  # The converter's output.
+# The converter's output; `fetch_weights` makes it on first use from WEIGHTS_PTH beside it.
+DEFAULT_WEIGHTS = "~/.cache/smallgan_jax/fid_inception_2015-12-05.npz"
 INPUT_SIZE = 299
 POOL3_DIM = 2048
 NUM_CLASSES = 1008
@@ -278,22 +282,49 @@ def variable_shapes(model: FIDInceptionV3 | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Weights: the converter's .npz (`convert_inception`), read with numpy only.
+# Weights: the converter's .npz (`convert_inception`), read with numpy only; made on first use
+# from pytorch-fid's .pth, downloaded once (`fetch_weights`).
 
 
 class MissingWeightsError(FileNotFoundError):
   """The converted weights file is not there; the message says, in one line, how to make it."""
 
 
-def missing_weights_message(path: str) -> str:
-  return (f"FID Inception weights not found at {path}: on a machine with internet download "
-          f"{WEIGHTS_URL} (pytorch-fid's release), then, where torch is installed, run "
+def missing_weights_message(path: str, why: str = "") -> str:
+  """One line: no converted weights at `path` (`why` they were not fetched), and how to get them."""
+  pth = os.path.join(os.path.dirname(path), WEIGHTS_PTH)
+  because = f" ({why})" if why else ""
+  return (f"FID Inception weights not found at {path}{because}: fetch {WEIGHTS_URL} "
+          f"(pytorch-fid's release) and put it at {pth}, converted there on first use, or run "
           f"`python -m smallgan_jax.metrics.convert_inception --pth={WEIGHTS_PTH} --out={path}` "
-          "and copy the .npz here (docs/fid.md)")
+          "(docs/fid.md)")
 
 
 def resolve_weights_path(path: Optional[str]) -> str:
   return os.path.abspath(os.path.expanduser(path or DEFAULT_WEIGHTS))
+
+
+def fetch_weights(path: str, download: bool = True) -> str:
+  """Returns `path`, the converted weights, converting them first from pytorch-fid's .pth
+  (WEIGHTS_PTH) in the same directory, which is downloaded from WEIGHTS_URL if it is not there
+  and `download` is on (`torch_weights.download`: checked against the digest in its name).
+
+  Raises MissingWeightsError (one line: why, what to fetch, where to put it) when neither file is
+  there and the .pth cannot be downloaded; DigestMismatchError (a ValueError) for a wrong .pth.
+  """
+  if os.path.isfile(path):
+    return path
+  pth = os.path.join(os.path.dirname(path), WEIGHTS_PTH)
+  if not os.path.isfile(pth):
+    if not download:
+      raise MissingWeightsError(missing_weights_message(path, "downloads are off"))
+    try:
+      torch_weights.download(WEIGHTS_URL, pth)
+    except torch_weights.DownloadError as e:
+      why = f"download failed: {e.reason}"
+      raise MissingWeightsError(missing_weights_message(path, why)) from None
+  logging.info("converting %s to %s", pth, path)
+  return convert_inception.convert_file(pth, path)
 
 
 @functools.lru_cache(maxsize=1)
