@@ -3,7 +3,8 @@
 
   python3 launch/tpu.py create --accelerator=v4-32 --spot     # or --queued [--spot]
   python3 launch/tpu.py install                               # on every worker
-  python3 launch/tpu.py train --config=configs/toy_mog.py --workdir=gs://BUCKET/run
+  python3 launch/tpu.py train --config=configs/toy_mog.py --workdir=gs://BUCKET/run \
+      [--heartbeat_timeout=SECONDS] [--initialization_timeout=SECONDS]
   python3 launch/tpu.py logs [--follow]; python3 launch/tpu.py status
   python3 launch/tpu.py stop; python3 launch/tpu.py delete
 
@@ -42,6 +43,12 @@ SETTINGS = {
     "runtime": ("SMALLGAN_TPU_RUNTIME", "tpu-ubuntu2204-base"),
 }
 QUEUED_ENV = "SMALLGAN_TPU_QUEUED"
+# smallgan_jax.main's flags for how long the workers wait for each other, passed on by `train`.
+TIMEOUTS = {
+    "initialization_timeout": "seconds every worker waits for all to join (default 300)",
+    "heartbeat_timeout": "seconds of silence after which a worker counts as dead and the run "
+                         "ends on every worker (default 100)",
+}
 
 Command = list[str]
 
@@ -126,7 +133,8 @@ def train(args: argparse.Namespace) -> list[Command]:
   """Starts the training command on every worker, detached, appending to train.log.
 
   It always passes --distributed: on one host JAX finds a single process, and on a slice whose
-  --accelerator was left at a one-host default the workers still form one run.
+  --accelerator was left at a one-host default the workers still form one run. The timeouts go
+  to smallgan_jax.main when given (its defaults otherwise).
   """
   if multi_host(args.accelerator) and not args.workdir.startswith("gs://"):
     raise UsageError(f"--workdir={args.workdir}: a multi-host slice ({args.accelerator}) needs a "
@@ -135,8 +143,10 @@ def train(args: argparse.Namespace) -> list[Command]:
   if bad:
     raise UsageError(f"unrecognized arguments: {' '.join(bad)} "
                      "(train passes on --config.KEY=VALUE only)")
+  timeouts = [f"--{name}={getattr(args, name)}" for name in TIMEOUTS
+              if getattr(args, name) is not None]
   command = [".venv/bin/python", "-m", "smallgan_jax.main", f"--config={args.config}",
-             f"--workdir={args.workdir}", *args.overrides, "--distributed"]
+             f"--workdir={args.workdir}", *args.overrides, *timeouts, "--distributed"]
   script = (f"cd {REMOTE_DIR} && {{ setsid nohup {shlex.join(command)} >> {LOG} 2>&1 "
             f"< /dev/null & "
             f"echo $! > {PID}; }}")
@@ -177,6 +187,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], list[Command]]] = {
 }
 
 
+def _seconds(text: str) -> int:
+  """An argparse type: a positive whole number of seconds."""
+  if not text.isdigit() or int(text) < 1:
+    raise argparse.ArgumentTypeError(f"{text!r}: expected a positive whole number of seconds")
+  return int(text)
+
+
 def _parser() -> _Parser:
   """The command line; setting flags default to their environment variables."""
   common = _Parser(add_help=False)
@@ -195,6 +212,8 @@ def _parser() -> _Parser:
   sub.choices["create"].add_argument("--spot", action="store_true", help="a spot TPU")
   sub.choices["train"].add_argument("--config", required=True, help="e.g. configs/toy_mog.py")
   sub.choices["train"].add_argument("--workdir", required=True, help="gs://BUCKET/PATH")
+  for name, text in TIMEOUTS.items():
+    sub.choices["train"].add_argument(f"--{name}", type=_seconds, help=text)
   sub.choices["logs"].add_argument("--worker", default="0", help="a worker index, or all")
   sub.choices["logs"].add_argument("--lines", type=int, default=50)
   sub.choices["logs"].add_argument("--follow", action="store_true")

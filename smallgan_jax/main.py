@@ -6,7 +6,9 @@ Any config field can be overridden, e.g. `--config.num_modes=64 --config.num_tra
 A run over several processes (hosts) starts the same command in every process, with
 `--distributed` (Cloud TPU slices and other clusters JAX detects) or with
 `--coordinator_address`, `--num_processes` and `--process_id` (also read from the environment
-variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID).
+variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID). Such a process trains
+in a child process that `watchdog.supervise` watches (see there why), and a process that fails
+leaves at once (`watchdog.leave`), so that the others stop within the heartbeat timeout.
 """
 import importlib.machinery
 import logging as py_logging
@@ -19,8 +21,7 @@ from absl import app, flags, logging
 import ml_collections
 from ml_collections import config_flags
 
-from smallgan_jax import distributed, preemption, train
-from smallgan_jax.metrics import inception
+from smallgan_jax import watchdog
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
@@ -34,23 +35,67 @@ flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-proc
                      "(default: $JAX_NUM_PROCESSES, else 1).")
 flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes) "
                      "(default: $JAX_PROCESS_ID, else 0).")
+# JAX's own defaults, kept for pods: workers started minutes apart (ssh to each worker of a large
+# slice) still join, and a host busy for a minute (an upload to gs://) is not taken for dead,
+# while a dead one costs the others under 2 minutes.
+flags.DEFINE_integer("initialization_timeout", 300, "Seconds every process of a multi-process run "
+                     "waits for all of them to join before it gives up.")
+flags.DEFINE_integer("heartbeat_timeout", 100, "Seconds without a heartbeat after which a process "
+                     "of a multi-process run counts as dead and the run ends on every process.")
 flags.mark_flags_as_required(["config", "workdir"])
-flags.register_validator("num_processes", lambda n: n is None or n >= 1,
-                         "expected a positive integer")
+for _name in ("num_processes", "initialization_timeout", "heartbeat_timeout"):
+  flags.register_validator(_name, lambda n: n is None or n >= 1, "expected a positive integer")
 
 CONFIG_FILE = "a Python file whose get_config() returns an ml_collections.ConfigDict"
+
+
+def _probe(argv: list[str]) -> Optional[flags.FlagValues]:
+  """The values absl will give --config, --workdir and the multi-process flags in `argv`, read
+  without loading the config (or jax); None if they do not parse (absl's own parsing then says
+  so)."""
+  probe = flags.FlagValues()
+  flags.DEFINE_string("config", None, "", flag_values=probe)
+  flags.DEFINE_string("workdir", None, "", flag_values=probe)
+  flags.DEFINE_bool("distributed", False, "", flag_values=probe)
+  flags.DEFINE_string("coordinator_address", FLAGS["coordinator_address"].default, "",
+                      flag_values=probe)
+  flags.DEFINE_integer("num_processes", None, "", flag_values=probe)
+  flags.DEFINE_integer("initialization_timeout", FLAGS["initialization_timeout"].default, "",
+                       flag_values=probe)
+  try:
+    probe(argv, known_only=True)
+  except flags.Error:
+    return None
+  return probe
 
 
 def config_argument(argv: list[str]) -> Optional[str]:
   """The value absl will give --config in `argv`, read without loading it; None if there is none
   (absl's own parsing then says so)."""
-  probe = flags.FlagValues()
-  flags.DEFINE_string("config", None, "", flag_values=probe)
-  try:
-    probe(argv, known_only=True)
-  except flags.Error:
-    return None
-  return probe.config
+  probe = _probe(argv)
+  return None if probe is None else probe.config
+
+
+def multi_process(probe: flags.FlagValues) -> bool:
+  """Whether flags (or the environment) ask for a multi-process run."""
+  processes = probe.num_processes or os.environ.get("JAX_NUM_PROCESSES", "1")
+  return probe.distributed or bool(probe.coordinator_address) or str(processes) != "1"
+
+
+def join_failure(probe: flags.FlagValues) -> str:
+  """What a multi-process run whose processes did not all join says to check."""
+  where = (f"--coordinator_address={probe.coordinator_address}" if probe.coordinator_address
+           else "the coordinator address JAX detected")
+  return (f"the processes of the run did not all join within --initialization_timeout="
+          f"{probe.initialization_timeout} s: check that every process started, and that process "
+          f"0 runs at {where}, reachable from here")
+
+
+def checkpoints_dir(workdir: Optional[str]) -> str:
+  """Where the run keeps its checkpoints, as `checkpointing` names it."""
+  if not workdir:
+    return "the workdir's checkpoints/"
+  return os.path.join(workdir if "://" in workdir else os.path.abspath(workdir), "checkpoints")
 
 
 def config_file_problem(value: str) -> Optional[str]:
@@ -95,28 +140,65 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 class _HideLibraryChatter(py_logging.Filter):
-  """Drops orbax's per-save INFO lines, which would bury the training progress."""
+  """Drops orbax's per-save INFO lines, which would bury the training progress, and the
+  tracebacks of its error lines (a save that fails ends the run with a line of its own)."""
 
   def filter(self, record: py_logging.LogRecord) -> bool:
-    return record.levelno > py_logging.INFO or "/orbax/" not in record.pathname
+    if "/orbax/" not in record.pathname:
+      return True
+    record.exc_info = record.exc_text = None
+    return record.levelno > py_logging.INFO
+
+
+def end(message: str, joined: bool) -> None:
+  """Exits with `message`, at once when the process is part of a multi-process run."""
+  if joined:
+    watchdog.leave(message, 1)
+  sys.exit(message)
 
 
 def main(argv):
+  # Imported here, not at the top, so that the supervising parent of a multi-process run (`run`)
+  # never loads jax. pylint: disable=g-import-not-at-top
+  from smallgan_jax import checkpointing, distributed, preemption, train
+  from smallgan_jax.metrics import inception
   if len(argv) > 1:
     sys.exit(f"FATAL Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_HideLibraryChatter())
   try:
     distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
-                           FLAGS.process_id)
+                           FLAGS.process_id, FLAGS.initialization_timeout, FLAGS.heartbeat_timeout)
+    watchdog.report_joined()
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except (ValueError, inception.MissingWeightsError) as e:  # Bad input: one line, no usage.
-    sys.exit(f"FATAL {e}")
+    end(f"FATAL {e}", distributed.joined())
   except train.Diverged as e:
-    sys.exit(f"ERROR {e}")
+    end(f"ERROR {e}", distributed.joined())
+  except checkpointing.SaveError as e:  # Leaves orbax's failed writer threads behind, unheard.
+    watchdog.leave(f"ERROR {e}", 1)
   except preemption.Stopped as e:
     logging.warning("%s", e)
     sys.exit(e.exit_code)
+  except SystemExit:
+    raise
+  except BaseException as e:  # pylint: disable=broad-except  # A bug, or Ctrl-C, in this process.
+    if not distributed.joined():
+      raise
+    logging.exception("This process failed:")
+    cause = " ".join(f"{type(e).__name__}: {e}".split())
+    watchdog.leave(f"ERROR this process failed ({cause}; the traceback is above) "
+                   "and ended at once, so that the others end within the heartbeat timeout. "
+                   "Once the cause is fixed, run the same command again (on every process) to "
+                   f"resume from the newest checkpoint in {checkpoints_dir(FLAGS.workdir)}", 1)
+
+
+def run() -> None:
+  """The command. A process of a multi-process run trains in a child it supervises."""
+  probe = _probe(sys.argv)
+  if probe is not None and multi_process(probe) and not watchdog.supervised():
+    sys.exit(watchdog.supervise(checkpoints_dir(probe.workdir), join_failure(probe)))
+  app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  run()

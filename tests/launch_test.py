@@ -137,6 +137,17 @@ def test_train_starts_the_same_detached_command_on_every_worker(launch):
                   "--distributed"]
 
 
+def test_train_passes_on_the_timeouts_a_pod_waits_with(launch):
+  _, calls = launch("train", *SETTINGS, "--config=configs/toy_mog.py", "--workdir=gs://b/r",
+                    "--heartbeat_timeout=30", "--initialization_timeout=900",
+                    "--config.num_train_steps=10")
+  words = shlex.split(worker_script(calls[0]))
+  assert words[words.index("nohup") + 1:words.index(">>")] == [
+      ".venv/bin/python", "-m", "smallgan_jax.main", "--config=configs/toy_mog.py",
+      "--workdir=gs://b/r", "--config.num_train_steps=10", "--initialization_timeout=900",
+      "--heartbeat_timeout=30", "--distributed"]
+
+
 def test_logs_status_stop_and_delete(launch):
   _, calls = launch("logs", *SETTINGS)
   assert calls == [["compute", "tpus", "tpu-vm", "ssh", "my-tpu", "--worker=0",
@@ -187,6 +198,10 @@ def test_a_failing_command_stops_the_rest(launch):
     (["train", *SETTINGS, "--config=configs/toy_mog.py", "--workdir=gs://b/r", "--steps=3"],
      "--steps=3"),
     (["create", *SETTINGS, "--workdir=gs://b/r"], "--workdir=gs://b/r"),
+    (["train", *SETTINGS, "--config=configs/toy_mog.py", "--workdir=gs://b/r",
+      "--heartbeat_timeout=0"], "--heartbeat_timeout: '0': expected a positive whole number"),
+    (["train", *SETTINGS, "--config=configs/toy_mog.py", "--workdir=gs://b/r",
+      "--initialization_timeout=5m"], "--initialization_timeout: '5m': expected a positive"),
 ])
 def test_bad_input_is_one_line_naming_it(launch, argv, named):
   out, calls = launch(*argv)

@@ -137,6 +137,9 @@ def test_global_prior_coreset_picks_the_same_latents_on_1_and_4_devices():
     (["--num_processes=2", "--process_id=2", "--coordinator_address=localhost:1"], {},
      "--process_id=2: expected an integer in [0, --num_processes=2)"),
     ([], {"JAX_NUM_PROCESSES": "two"}, "$JAX_NUM_PROCESSES='two': expected an integer"),
+    (["--num_processes=2", "--coordinator_address=localhost"], {},
+     "--coordinator_address='localhost': expected host:port, the address of process 0 with a port "
+     "in [1, 65535]"),
 ])
 def test_bad_multi_process_settings_are_one_line(tmp_path, flags, env, message):
   out = subprocess.run(main_command(tmp_path / "run", *flags), cwd=ROOT,
