@@ -9,23 +9,33 @@ Each run is `python -m smallgan_jax.main` on configs/fashion_mnist_meg.py (MEG w
 and core-set MEG) or configs/fashion_mnist_bigan.py, with `--config.anomaly_class` and
 `--config.seed`, in `<root>/<method>-c<class>-s<seed>`; `--jobs` runs go at once, each pinned to
 one CPU core. A finished run is skipped and an interrupted one resumes from its checkpoint, so the
-command can be rerun until it is done. The score of a run is the AUPRC (average precision,
-anomalies positive) of its final evaluation, read from TensorBoard. The paper's MNIST row (digits
-1, 4, 5, 7, 9) is printed beside it for orientation only: another dataset, other networks and
-55 epochs.
+command can be rerun until it is done; a finished run whose recorded config (its config.json) is
+not the one the configs give now is refused in one line, so runs of an earlier protocol are never
+mixed into the table (use another --root for them).
+
+The score of a run is the mean of its evaluations in the last `TAIL_FRACTION` (20%) of its steps
+(steps > 0.8 x its last step), as the Small-GAN paper averages MEG's score over the last 10 of its
+55 epochs: with the configs' 2,000 steps and an evaluation every 100, the 4 at steps 1,700-2,000
+(configs/mnist_meg.py: 11 of its 55). Two tables, one per measure of the area under the
+precision-recall curve (smallgan_jax/metrics/anomaly.py), both read from TensorBoard:
+`eval/auprc`, average precision, and `eval/auprc_trapz`, the trapezoidal area MEG's reference code
+reports. The paper's MNIST row (digits 1, 4, 5, 7, 9) is printed beside them for orientation only:
+another dataset, other networks, 55 epochs, the reference's split.
 """
 import argparse
-import concurrent.futures
 import os
 import subprocess
 import sys
 import time
 
+from absl import flags as absl_flags
+import ml_collections
+from ml_collections import config_flags
 import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
 from benchmarks import fashion_mnist_comparison  # pylint: disable=g-import-not-at-top
-from smallgan_jax import validation  # pylint: disable=g-import-not-at-top
+from smallgan_jax import checkpointing, validation  # pylint: disable=g-import-not-at-top
 
 ROOT = fashion_mnist_comparison.ROOT
 PLAIN = ["--config.coreset.factor_prior=1", "--config.coreset.factor_target=1"]
@@ -33,6 +43,9 @@ METHODS = {"BiGAN": ("configs/fashion_mnist_bigan.py", []),
            "MEG": ("configs/fashion_mnist_meg.py", PLAIN),
            "core-set MEG": ("configs/fashion_mnist_meg.py", [])}
 SLUGS = {"BiGAN": "bigan", "MEG": "meg", "core-set MEG": "coreset_meg"}
+# TensorBoard tags of the two AUPRC measures, and their names in the tables.
+MEASURES = {"eval/auprc": "average precision", "eval/auprc_trapz": "trapezoidal area"}
+TAIL_FRACTION = 0.2  # A run's score: the mean of its evaluations in this last part of its steps.
 # Paper Table 2, MNIST AUPRC by held-out digit.
 PAPER_MNIST = {"BiGAN": {1: .287, 4: .443, 5: .514, 7: .347, 9: .307},
                "MEG": {1: .281, 4: .401, 5: .402, 7: .290, 9: .342},
@@ -43,17 +56,43 @@ def workdir(root: str, method: str, anomaly_class: int, seed: int) -> str:
   return os.path.join(root, f"{SLUGS[method]}-c{anomaly_class}-s{seed}")
 
 
-def train(root: str, run: tuple[str, int, int], core: int) -> float:
-  """Runs (or resumes) one run to the end on CPU core `core`; returns its wall time in s (0 for
-  a run already finished)."""
+def run_flags(run: tuple[str, int, int]) -> list[str]:
+  """`smallgan_jax.main`'s flags for `run` (method, class, seed), but for the workdir."""
   method, anomaly_class, seed = run
-  path = workdir(root, method, anomaly_class, seed)
-  if os.path.exists(os.path.join(path, "done")):
-    return 0.0
   config, flags = METHODS[method]
+  return [f"--config={os.path.join(ROOT, config)}", f"--config.anomaly_class={anomaly_class}",
+          f"--config.seed={seed}", *flags]
+
+
+def run_config(run: tuple[str, int, int]) -> ml_collections.ConfigDict:
+  """The config `run` trains with, parsed from its flags as `smallgan_jax.main` parses them."""
+  argv = ["anomaly_table", *run_flags(run)]
+  values = absl_flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True,
+                                  sys_argv=argv)
+  values(argv)
+  return values.config
+
+
+def finished(root: str, run: tuple[str, int, int]) -> bool:
+  """Whether `run` has finished in `root`; raises ValueError, in one line, if it finished under
+  another config than `run_config(run)` (the configs changed since)."""
+  path = workdir(root, *run)
+  if not os.path.exists(os.path.join(path, "done")):
+    return False
+  try:
+    checkpointing.check_same_run(checkpointing.workdir_path(path), run_config(run),
+                                 checkpointing.device_layout())
+  except ValueError as e:
+    raise ValueError(str(e).replace("use another --workdir", "use another --root")) from None
+  return True
+
+
+def train(root: str, run: tuple[str, int, int], core: int) -> float:
+  """Runs (or resumes) one run to the end on CPU core `core`; returns its wall time in s."""
+  path = workdir(root, *run)
   command = ["taskset", "-c", str(core), sys.executable, "-m", "smallgan_jax.main",
-             f"--config={config}", f"--workdir={path}", f"--config.anomaly_class={anomaly_class}",
-             f"--config.seed={seed}", *flags]
+             f"--workdir={path}", *run_flags(run)]
   print(" ".join(command), flush=True)
   start = time.perf_counter()
   os.makedirs(path, exist_ok=True)
@@ -63,48 +102,46 @@ def train(root: str, run: tuple[str, int, int], core: int) -> float:
   return time.perf_counter() - start
 
 
-def train_all(root: str, runs: list[tuple[str, int, int]], jobs: int) -> None:
-  """Trains `runs` with `jobs` at a time, job i of each round on core i."""
-  cores = sorted(os.sched_getaffinity(0))[:jobs]
-  with concurrent.futures.ThreadPoolExecutor(len(cores)) as pool:
-    free = list(cores)
-    pending = {}
-    for run in runs:
-      if not free:
-        done, _ = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
-        for future in done:
-          free.append(pending.pop(future))
-          future.result()
-      core = free.pop()
-      pending[pool.submit(train, root, run, core)] = core
-    for future in pending:
-      future.result()
+def tail(scores: dict[int, float]) -> list[float]:
+  """The values at steps in the last `TAIL_FRACTION` of the steps up to the last one scored
+  (steps > (1 - TAIL_FRACTION) x last step), in step order; [] for a run with none."""
+  if not scores:
+    return []
+  start = (1 - TAIL_FRACTION) * max(scores)
+  return [scores[step] for step in sorted(scores) if step > start]
 
 
-def final_auprc(path: str) -> float:
-  found = fashion_mnist_comparison.scores(path, "eval/auprc")
-  return found[max(found)] if found else np.nan
-
-
-def summarize(root: str, classes: list[int], seeds: list[int]) -> None:
-  print(f"AUPRC of the final evaluation, mean +- sample std over seeds {seeds} (Fashion-MNIST); "
-        "paper: MNIST, same method, for orientation")
+def _table(measure: str, scores: dict, classes: list[int], seeds: list[int]) -> None:
+  """Prints one measure's table and the paired core-set MEG - MEG differences."""
+  tails = {run: tail(found[measure]) for run, found in scores.items()}
+  counts = sorted({len(t) for t in tails.values()})
+  mean = {run: np.mean(t) if t else np.nan for run, t in tails.items()}
+  print(f"\nAUPRC as {MEASURES[measure]} ({measure}), each run's mean over its evaluations in "
+        f"the last {TAIL_FRACTION:.0%} of its steps ({'-'.join(map(str, counts))} a run); mean "
+        f"+- sample std over seeds {seeds} (Fashion-MNIST); paper: MNIST, for orientation")
   print("| held-out class | " + " | ".join(METHODS) + " | " +
         " | ".join(f"paper MNIST {m}" for m in METHODS) + " |")
   print("| --- |" + " --- |" * (2 * len(METHODS)))
-  auprc = {(m, c, s): final_auprc(workdir(root, m, c, s))
-           for m in METHODS for c in classes for s in seeds}  # Each run's TensorBoard read once.
   for c in classes:
     cells = []
     for method in METHODS:
-      values = [auprc[method, c, s] for s in seeds]
+      values = [mean[method, c, s] for s in seeds]
       cells.append(f"{np.mean(values):.3f} +- {np.std(values, ddof=1):.3f}")
     paper = [f"{PAPER_MNIST[m][c]:.3f}" if c in PAPER_MNIST[m] else "" for m in METHODS]
     print(f"| {c} | " + " | ".join(cells + paper) + " |")
   for c in classes:
-    diffs = [auprc["core-set MEG", c, s] - auprc["MEG", c, s] for s in seeds]
+    diffs = [mean["core-set MEG", c, s] - mean["MEG", c, s] for s in seeds]
     print(f"class {c}: core-set MEG - MEG, paired by seed: " +
           ", ".join(f"{d:+.3f}" for d in diffs) + f" (mean {np.mean(diffs):+.3f})")
+
+
+def summarize(root: str, classes: list[int], seeds: list[int]) -> None:
+  """Prints a table per AUPRC measure; each run's TensorBoard is read once."""
+  scores = {(m, c, s): fashion_mnist_comparison.tensorboard_scalars(workdir(root, m, c, s),
+                                                                    MEASURES)
+            for m in METHODS for c in classes for s in seeds}
+  for measure in MEASURES:
+    _table(measure, scores, classes, seeds)
 
 
 def main() -> None:
@@ -122,7 +159,9 @@ def main() -> None:
   args = parser.parse_args()
   if not args.summarize_only:
     runs = [(m, c, s) for s in args.seeds for c in args.classes for m in args.methods]
-    train_all(args.root, runs, args.jobs)
+    unfinished = [run for run in runs if not finished(args.root, run)]
+    fashion_mnist_comparison.on_cores(
+        [lambda core, run=run: train(args.root, run, core) for run in unfinished], args.jobs)
   summarize(args.root, args.classes, args.seeds)
 
 

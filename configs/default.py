@@ -36,9 +36,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Core-set over-sampling (paper Sec. 4.1): candidates = factor * batch. 1 = random sampling.
   # prior_scope "device": each device picks its share of the latents from its own candidates (so
   # picks depend on the device count); "global": every device draws the same global candidates and
-  # takes its slice of one global core-set (the same picks on any device count).
+  # takes its slice of one global core-set (the same picks on any device count). target_scope:
+  # the same for the real samples; "global" draws the global candidates from (seed, step) alone,
+  # every device computes the one core-set on all their embeddings and the devices exchange the
+  # picked images (README: when per-device is the better choice).
   config.coreset = ml_collections.ConfigDict({
-      "factor_prior": 4, "factor_target": 8, "prior_scope": "device"})
+      "factor_prior": 4, "factor_target": 8, "prior_scope": "device", "target_scope": "device"})
 
   # Top-k generator updates: keep max(gamma^(step // decay_steps), nu) of each G batch. Image
   # configs may set decay_per_epoch=True: decay_steps is then one epoch, the steps in which the
@@ -66,22 +69,37 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 500
   config.eval_every_steps = 5_000
   config.eval_num_samples = 10_000
+  # The generator's batch-norm statistics in evaluation (smallgan_jax/evaluation.py): "standing"
+  # recomputes them before each evaluation on eval_standing_samples prior latents, drawn from the
+  # seed apart from the evaluated ones (standing_stats.py; BiGAN's encoder: on as many training
+  # images); "running" keeps the averages training kept, of its (core-set) batches; "batch"
+  # normalises each generated batch of evaluation.GENERATE_BATCH by its own statistics.
+  config.eval_batch_stats = "standing"
+  config.eval_standing_samples = 4_096
   config.checkpoint_every_steps = 5_000
   config.checkpoint_max_to_keep = 3
+  # A process in which no training step finishes for this long (it hangs, or waits on another
+  # process that does) ends the run in one line (smallgan_jax/watchdog.py). Counted from the end
+  # of the first step (its compilation may take minutes), it must exceed an evaluation and a
+  # checkpoint save. 0 turns the watchdog off.
+  config.watchdog_timeout_secs = 1800
   return config
 
 
 def paper_image_config(data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The defaults with what the paper's image GANs share (configs/cifar_sngan.py,
   configs/lsun_church_sagan.py): images from `data`, z 128 from a normal prior, hinge loss, Adam
-  (0, 0.9), target core-sets on Inception pool3 projected to 32 dimensions, and FID of 50,000
-  samples every 5,000 steps."""
+  (0, 0.9), prior and target core-sets of the global batch (the paper's single-GPU algorithm on
+  any device count), the target's on Inception pool3 projected to 32 dimensions, and FID of
+  50,000 samples every 5,000 steps."""
   config = get_config()
   config.dataset = "images"
   config.data = data
   config.z_dim = 128
   config.prior = "normal"
   config.loss = "hinge"
+  config.coreset.prior_scope = "global"
+  config.coreset.target_scope = "global"
   config.coreset.embedding = "inception"
   config.coreset.embedding_dim = 32
   config.coreset.projection_seed = 0

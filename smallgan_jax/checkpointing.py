@@ -7,7 +7,7 @@ with a warning instead of blocking the run: it falls back to the newest intact o
 """
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from absl import logging
 from etils import epath
@@ -17,16 +17,23 @@ from jax.experimental import multihost_utils
 import ml_collections
 import orbax.checkpoint as ocp
 
-# Config fields a resumed run may change: they set how long it runs, how often it reports, and how
-# far ahead and on how many threads the host works, not what it trains (`num_train_steps` is how a
+# Config fields a resumed run may change: they set how long it runs, how often it reports, how
+# far ahead and on how many threads the host works and how long it waits for a hung step, not
+# what it trains (`num_train_steps` is how a
 # run is extended; under `optim.schedule="linear"` it also stretches the decay, which is the point
 # of extending such a run).
 RESUMABLE_KEYS = ("num_train_steps", "log_every_steps", "eval_every_steps", "eval_num_samples",
                   "checkpoint_every_steps", "checkpoint_max_to_keep", "steps_in_flight",
-                  "data.num_threads")
+                  "data.num_threads", "watchdog_timeout_secs", "eval_batch_stats",
+                  "eval_standing_samples")
 LAYOUT_KEY = "device_layout"
 BROKEN_DIR = "broken_checkpoints"
 TMP_MARK = ".orbax-checkpoint-tmp"
+
+
+class SaveError(RuntimeError):
+  """A checkpoint or run record could not be written (a full disk, say); what was there before
+  is whole."""
 
 
 def workdir_path(workdir: str) -> epath.Path:
@@ -71,8 +78,13 @@ def write_atomically(path: epath.Path, write: Callable[[Any], None]) -> None:
   sees the old file or the whole new one, never a part."""
   path.parent.mkdir(parents=True, exist_ok=True)
   partial = path.with_name(path.name + ".partial")
-  with partial.open("wb") as f:
-    write(f)
+  try:
+    with partial.open("wb") as f:
+      write(f)
+  except OSError as e:
+    partial.unlink(missing_ok=True)  # Gives back the space a full disk needs.
+    raise SaveError(f"{path} could not be written ({e.strerror or e}); it is unchanged: make "
+                    "room and run the same command again") from None
   partial.replace(path)
 
 
@@ -118,13 +130,48 @@ def save_record(workdir: epath.Path, config: ml_collections.ConfigDict, layout: 
   logging.info("Config (also in %s):\n%s", _record_path(workdir), config)
 
 
+class _Manager(ocp.CheckpointManager):
+  """Orbax's manager, whose failed saves raise `SaveError` in one line: the step, the cause and
+  the newest complete checkpoint. Orbax writes in the background and re-raises a failure at the
+  next save or wait as its own (tensorstore, file) error, behind several logged tracebacks."""
+
+  _saving: Optional[int] = None  # The step of the save in progress.
+
+  def save(self, step: int, *args, **kwargs) -> bool:
+    self.wait_until_finished()
+    self._saving = step
+    try:
+      return super().save(step, *args, **kwargs)
+    except SaveError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # Whatever failed the write.
+      raise self._failed(e) from None
+
+  def wait_until_finished(self) -> None:
+    try:
+      super().wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._failed(e) from None
+
+  def _failed(self, error: Exception) -> SaveError:
+    cause = " ".join(str(error).split())
+    cause = ("the disk is full" if "No space left on device" in cause
+             else f"{type(error).__name__}: {cause[:300]}")
+    complete = [s for s in self.all_steps() if s != self._saving]
+    newest = f"step {max(complete)}" if complete else "none"
+    return SaveError(f"the checkpoint of step {self._saving} could not be written to "
+                     f"{self.directory} ({cause}); the newest complete checkpoint there is "
+                     f"{newest}: make room (or fix the cause) and run the same command again to "
+                     "resume from it")
+
+
 def create_manager(workdir: epath.Path,
                    config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
-  """Orbax's manager of `workdir/checkpoints`; told its handler up front, so that a checkpoint's
+  """The manager of `workdir/checkpoints`; told its handler up front, so that a checkpoint's
   metadata can be read before anything is restored."""
   options = ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint_max_to_keep)
-  return ocp.CheckpointManager(workdir / "checkpoints", options=options,
-                               item_handlers=ocp.StandardCheckpointHandler())
+  return _Manager(workdir / "checkpoints", options=options,
+                  item_handlers=ocp.StandardCheckpointHandler())
 
 
 def _fits(manager: ocp.CheckpointManager, step: int, state: Any) -> bool:

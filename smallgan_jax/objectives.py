@@ -17,6 +17,7 @@ network is updated together with the generator, on the same loss, at every gener
   aux network is the encoder Enc(x); the critic is the joint D(x, z), shown (x, Enc(x)) as real and
   (G(z), z) as fake. G and Enc minimise the critic's loss with the labels flipped (non-saturating:
   the generator's loss on (G(z), z), plus softplus(D(x, Enc(x))) on the step's last real batch).
+  The encoder runs in training mode wherever it encodes for training (`real_input`).
   The anomaly score is Zenati et al.'s (`bigan.anomaly_score`).
 """
 from typing import Any, Optional
@@ -44,10 +45,18 @@ def aux_example(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) 
 
 
 def real_input(config: ml_collections.ConfigDict, aux: Any, real: jax.Array) -> Any:
-  """What the critic sees of a real batch when it is updated (the encoder not trained here)."""
+  """What the critic sees of a real batch when it is updated (the encoder not trained here).
+
+  BiGAN's encoder runs in training mode here, as in `aux_loss`: its batch norm normalises with
+  the statistics of this real batch, so the critic learns on the very encodings the encoder's
+  loss produces and trains. Inference mode in both would not do: the encoder's running averages
+  would then never be updated. Its batch-statistics update is dropped here, kept only where the
+  encoder is trained (`aux_loss`); evaluation gives it standing statistics of training images
+  (`evaluation.anomaly_networks`).
+  """
   if config.objective != "bigan":
     return real
-  return real, jax.lax.stop_gradient(apply_model(aux, aux.params, real, train=False)[0])
+  return real, jax.lax.stop_gradient(apply_model(aux, aux.params, real, train=True)[0])
 
 
 def fake_input(config: ml_collections.ConfigDict, fake: jax.Array, z: jax.Array) -> Any:
@@ -76,7 +85,8 @@ def aux_loss(config: ml_collections.ConfigDict, aux: Any, aux_params: Any, criti
 def anomaly_scores(config: ml_collections.ConfigDict, g: Any, d: Any, aux: Optional[Any],
                    x: jax.Array) -> jax.Array:
   """Per-image anomaly scores (higher = more anomalous) of the trained networks, inference mode:
-  the energy -D(x) for "gan" and "meg", Zenati et al.'s score for "bigan"."""
+  the energy -D(x) for "gan" and "meg", Zenati et al.'s score for "bigan" (evaluation passes
+  the generator and encoder with standing batch-norm statistics, `evaluation.anomaly_networks`)."""
   if config.objective != "bigan":
     return -apply_model(d, d.params, x, train=False)[0]
   z = apply_model(aux, aux.params, x, train=False)[0]

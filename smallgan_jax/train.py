@@ -25,7 +25,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from smallgan_jax import checkpointing, data, distributed, evaluation, losses, models, preemption
-from smallgan_jax import objectives, sampling, topk, validation
+from smallgan_jax import objectives, sampling, topk, validation, watchdog
 from smallgan_jax.model_state import ModelState, apply_model
 from smallgan_jax.data import pipeline
 
@@ -216,6 +216,39 @@ def global_latents(config: ml_collections.ConfigDict, rng: jax.Array, num_replic
           lax.dynamic_slice_in_dim(z_g, index * k_g, k_g, axis=0))
 
 
+def real_batches(config: ml_collections.ConfigDict, draw: Callable, device_rng: jax.Array,
+                 global_rng: jax.Array, num_replicas: int,
+                 axis_name: Optional[str]) -> jax.Array:
+  """This device's real batches of the n_dis critic updates, (n_dis, batch_size / devices, ...):
+  core-sets of its own candidates (`target_scope` "device", keyed by `device_rng`), or its slice
+  of one core-set of the global batch (`target_scope` "global", `sampling.global_coreset_target`;
+  the toys draw its candidates from `global_rng`, alike on every device)."""
+  factor = config.coreset.factor_target
+  if config.coreset.target_scope == "global":
+    return sampling.global_coreset_target(global_rng, draw, config.n_dis, config.batch_size,
+                                          factor, num_replicas, axis_name)
+  return sampling.coreset_target(device_rng, draw, config.n_dis,
+                                 config.batch_size // num_replicas, factor)
+
+
+def step_keys(rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(the next step's key, this step's key, the key of this step's global core-sets) from the
+  state's key. Devices fold their index into this step's key: device i's is fold_in(step key, i).
+
+  The global key is a sibling of the step key, not a child: with jax_threefry_partitionable (on
+  by default since jax 0.5, so in jax 0.10.2), split(k, n)[j] and fold_in(k, j) are both
+  threefry(k, (0, j)), so any split or fold_in of the step key is some device's key (the
+  fold_in(step key, 3) used before was device 3's). split(rng, 3)[2] is threefry(rng, (0, 2)):
+  threefry under one key is a bijection, so it differs from the next step's key and this one's
+  (counts (0, 0) and (0, 1)) by construction; from the device keys, threefry under another key,
+  it differs but for a 64-bit coincidence (tests/global_coreset_test.py checks 4096 devices).
+  It is taken apart from `split(rng)`, which keeps the other two keys what they always were
+  (with partitionable threefry split(rng, 3)[:2] equals them too; without, it would not).
+  """
+  next_rng, step_rng = jax.random.split(rng)
+  return next_rng, step_rng, jax.random.split(rng, 3)[2]
+
+
 def all_finite(*trees: Any) -> jax.Array:
   """Whether every leaf of `trees` is finite (a scalar bool)."""
   return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(trees)]))
@@ -227,23 +260,25 @@ def train_step(state: GANState, batch: Any = None, *, config: ml_collections.Con
   """A full GAN iteration on one device: core-set sampling, n_dis D updates, one G update.
 
   `state` is the same on every replica; each replica folds its index into the sampling keys so
-  the replicas draw different batches (but for a global prior core-set, `global_latents`).
-  `batch` is this device's share of what the host streams for the step (image candidates), or
-  None where the dataset draws on the device. `num_replicas` splits the global batch sizes. The
-  metrics hold `finite`: whether the losses and the new parameters are all finite.
+  the replicas draw different batches (but for global core-sets, `global_latents` and
+  `real_batches`). `batch` is this device's share of what the host streams for the step (image
+  candidates), or None where the dataset draws on the device. `num_replicas` splits the global
+  batch sizes. The metrics hold `finite`: whether the losses and the new parameters are all
+  finite.
   """
   d_loss_fn, g_loss_fn = losses.get_losses(config.loss)
   k_d, k_g = config.batch_size // num_replicas, config.g_batch_size // num_replicas
-  rng, step_rng = jax.random.split(state.rng)
+  rng, step_rng, global_rng = step_keys(state.rng)
   device_rng = step_rng if axis_name is None else jax.random.fold_in(step_rng,
                                                                      lax.axis_index(axis_name))
   prior_rng, target_rng = jax.random.split(device_rng)
+  global_prior_rng, global_target_rng = jax.random.split(global_rng)
   if config.coreset.prior_scope == "global":
-    z_d, z_g = global_latents(config, jax.random.fold_in(step_rng, 3), num_replicas, axis_name)
+    z_d, z_g = global_latents(config, global_prior_rng, num_replicas, axis_name)
   else:
     z_d, z_g = draw_latents(config, prior_rng, k_d, k_g)
   draw = functools.partial(draw_candidates, batch=batch)
-  real = sampling.coreset_target(target_rng, draw, config.n_dis, k_d, config.coreset.factor_target)
+  real = real_batches(config, draw, target_rng, global_target_rng, num_replicas, axis_name)
 
   # Folded, not split off, so runs without an interpolation penalty draw what they always drew.
   penalty_rngs = jax.random.split(jax.random.fold_in(device_rng, 2), config.n_dis)
@@ -388,13 +423,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   host_inputs = dataset.batches(config, mesh, first_step)
   p_train_step = make_train_step(config, dataset, mesh, streamed=dataset.streamed)
   metrics = StepMetrics(manager)
-  with preemption.Watcher() as watcher:
+  with preemption.Watcher() as watcher, watchdog.Watchdog(
+      config.watchdog_timeout_secs, str(manager.directory),
+      first_step + config.steps_in_flight) as dog:
     for step in range(first_step, config.num_train_steps + 1):
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
         state, step_metrics = p_train_step(state, *next(host_inputs))
       metrics.add(step, step_metrics)
       metrics.fetch(keep=config.steps_in_flight)
       report_progress(step)
+      dog.step(step)
       stop = watcher.should_stop(step)
       if step % config.log_every_steps == 0 or step == config.num_train_steps or stop:
         writer.write_scalars(step, {f"train/{k}": v for k, v in metrics.means().items()})

@@ -24,6 +24,7 @@ from flax import traverse_util
 import ml_collections
 
 from smallgan_jax import data, embeddings, losses, models, objectives, sampling, topk
+from smallgan_jax import standing_stats
 from smallgan_jax.data import images
 from smallgan_jax.metrics import image_scores
 
@@ -80,6 +81,7 @@ FIELDS = {
     "coreset.factor_prior": POSITIVE_INT,
     "coreset.factor_target": POSITIVE_INT,
     "coreset.prior_scope": one_of(sampling.PRIOR_SCOPES),
+    "coreset.target_scope": one_of(sampling.TARGET_SCOPES),
     "topk.enabled": BOOL,
     "topk.gamma": FRACTION,
     "topk.nu": FRACTION,
@@ -100,8 +102,11 @@ FIELDS = {
     "log_every_steps": POSITIVE_INT,
     "eval_every_steps": POSITIVE_INT,
     "eval_num_samples": POSITIVE_INT,
+    "eval_batch_stats": one_of(standing_stats.MODES),
+    "eval_standing_samples": POSITIVE_INT,
     "checkpoint_every_steps": POSITIVE_INT,
     "checkpoint_max_to_keep": POSITIVE_INT,
+    "watchdog_timeout_secs": NON_NEGATIVE,
 }
 
 NAME = Check(lambda v: isinstance(v, str) and bool(re.fullmatch(r"[\w.:/+-]+", v)),
@@ -169,9 +174,11 @@ EMBEDDING_FIELDS = {
 }
 
 
-# MEG's block, `config.meg`, and the held-out class of an anomaly-detection config.
+# MEG's block, `config.meg`, and the held-out class of an anomaly-detection config with its split
+# (`data/anomaly.py`): a config with either key needs both.
 MEG_FIELDS = {"meg.entropy_weight": NON_NEGATIVE}
-ANOMALY_FIELDS = {"anomaly_class": Check(lambda v: _is_int(v) and v >= 0, "a class id >= 0")}
+ANOMALY_FIELDS = {"anomaly_class": Check(lambda v: _is_int(v) and v >= 0, "a class id >= 0"),
+                  "anomaly_split": one_of(data.anomaly.SPLITS)}
 
 
 # What an image config's evaluations score, `config.fid` (`image_scores.fid_config`).
@@ -181,6 +188,14 @@ FID_FIELDS = {
         all(f in image_scores.FEATURES for f in v),
         f"a tuple of distinct names from {image_scores.FEATURES} (possibly empty)"),
     "fid.classifier_seed": SEED,
+    "fid.download": BOOL,
+    "fid.coverage": BOOL,
+    "fid.pr_k": POSITIVE_INT,
+    "fid.dc_k": POSITIVE_INT,
+    "fid.kid_subsets": POSITIVE_INT,
+    "fid.kid_subset_size": Check(lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "fid.real_subset": Check(lambda v: _is_int(v) and v >= 0,
+                             "an integer >= 0 (0: eval_num_samples)"),
 }
 
 
@@ -298,7 +313,7 @@ def _errors(config: ml_collections.ConfigDict, num_devices: int) -> Iterator[Opt
     yield from (_field_error(key, flat, FID_FIELDS) for key in FID_FIELDS)
   if "meg" in config:
     yield from (_field_error(key, flat, MEG_FIELDS) for key in MEG_FIELDS)
-  if "anomaly_class" in config:
+  if "anomaly_class" in config or "anomaly_split" in config:
     yield from (_field_error(key, flat, ANOMALY_FIELDS) for key in ANOMALY_FIELDS)
   for name, fields in MODEL_FIELDS.items():
     if name in config:

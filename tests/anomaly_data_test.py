@@ -1,14 +1,15 @@
-"""The anomaly-detection split (data/anomaly.py) and its metrics (metrics/anomaly.py), on tiny data
-made by the tests; the AUPRC values expected are worked out by hand."""
+"""The anomaly-detection split (data/anomaly.py), clean and as MEG's reference code draws it, and
+the config keys that choose it, on tiny labels made by the tests. (Its metrics:
+tests/anomaly_metrics_test.py.)"""
 import re
 
 import numpy as np
 import pytest
-from sklearn import metrics as sk_metrics
 
+from configs import fashion_mnist_dcgan, fashion_mnist_meg
+from smallgan_jax import validation
 from smallgan_jax.data import anomaly
 from smallgan_jax.data import images
-from smallgan_jax.metrics.anomaly import anomaly_metrics
 
 LABELS = np.arange(50) % 5  # 10 images of each of 5 classes.
 
@@ -60,6 +61,53 @@ def test_split_refusals_are_one_line(labels, anomaly_class, fraction, message):
   assert str(e.value) == message
 
 
+def test_split_refuses_an_unknown_kind():
+  with pytest.raises(ValueError) as e:
+    anomaly.anomaly_split(LABELS, 2, kind="overlap")
+  assert str(e.value) == "kind='overlap': expected one of ('clean', 'reference')"
+
+
+def reference_code_split(labels: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
+  """(training, test) index arrays as MEG's reference `data/mnist_anomaly.py` makes them, written
+  out after it on indices instead of images: a module-level RandomState(42) that `get_train` and
+  then `get_test` share, each call permuting the normals, splitting at int(0.8 n), and shuffling
+  its test set."""
+  rng = np.random.RandomState(42)
+
+  def adapted_dataset(split):
+    normal_x = np.flatnonzero(labels != label)
+    normal_x = normal_x[rng.permutation(normal_x.shape[0])]
+    index = int(normal_x.shape[0] * 0.8)
+    testing_x = np.concatenate([normal_x[index:], np.flatnonzero(labels == label)], axis=0)
+    testing_x = testing_x[rng.permutation(testing_x.shape[0])]
+    return normal_x[:index] if split == "train" else testing_x
+
+  return adapted_dataset("train"), adapted_dataset("test")
+
+
+@pytest.mark.parametrize("labels,anomaly_class", [(LABELS, 2), (np.arange(1000) % 7, 0)])
+def test_reference_split_is_the_reference_codes_draws(labels, anomaly_class):
+  train, test = reference_code_split(labels, anomaly_class)
+  split = anomaly.anomaly_split(labels, anomaly_class, kind="reference")
+  np.testing.assert_array_equal(split.train_indices, np.sort(train))
+  np.testing.assert_array_equal(split.test_indices, np.sort(test))
+  np.testing.assert_array_equal(split.test_is_anomaly, labels[split.test_indices] == anomaly_class)
+
+
+@pytest.mark.parametrize("kind,overlap", [("clean", 0.0), ("reference", 0.8)])
+def test_test_normals_overlap_training_as_the_kind_says(kind, overlap):
+  """18,000 normals, 14,400 train: the reference split's 3,600 test normals are a fresh draw, each
+  in the training set with probability 0.8 (std of the fraction ~0.006); the clean split's none.
+  Either way every anomaly is tested, once, and none trained on."""
+  labels = np.arange(20_000) % 10
+  train, test, is_anomaly = anomaly.anomaly_split(labels, 3, kind=kind)
+  test_normal = test[~is_anomaly]
+  assert (len(train), len(test_normal)) == (14_400, 3_600)
+  assert np.all(labels[train] != 3) and np.all(np.diff(test) > 0)
+  np.testing.assert_array_equal(test[is_anomaly], np.flatnonzero(labels == 3))
+  assert np.isin(test_normal, train).mean() == pytest.approx(overlap, abs=0.03)
+
+
 @pytest.fixture
 def parent():
   """50 4x4 images whose pixels all hold their index, labelled LABELS."""
@@ -67,9 +115,10 @@ def parent():
   return images.ArraySource("tiny/all", np.ascontiguousarray(pixels), LABELS)
 
 
-def test_anomaly_sources_read_the_parent_at_the_split(parent):
-  train, test, is_anomaly = anomaly.anomaly_sources(parent, 2)
-  split = anomaly.anomaly_split(LABELS, 2)
+@pytest.mark.parametrize("kind", anomaly.SPLITS)
+def test_anomaly_sources_read_the_parent_at_the_split(parent, kind):
+  train, test, is_anomaly = anomaly.anomaly_sources(parent, 2, kind=kind)
+  split = anomaly.anomaly_split(LABELS, 2, kind=kind)
   assert isinstance(train, images.ImageSource) and isinstance(test, images.ImageSource)
   assert (len(train), len(test), train.shape, test.shape) == (32, 18, (4, 4, 1), (4, 4, 1))
   np.testing.assert_array_equal(is_anomaly, split.test_is_anomaly)
@@ -82,9 +131,12 @@ def test_anomaly_sources_read_the_parent_at_the_split(parent):
 
 
 def test_anomaly_source_names_are_distinct_and_file_safe(parent):
-  names = [source.name for c in (2, 3) for source in anomaly.anomaly_sources(parent, c)[:2]]
-  assert names[0] == "tiny/all-anomaly2-seed42-train"
-  assert len(set(names)) == 4
+  names = [source.name for c in (2, 3) for kind in anomaly.SPLITS
+           for source in anomaly.anomaly_sources(parent, c, kind=kind)[:2]]
+  assert names[:4] == ["tiny/all-anomaly2-seed42-train", "tiny/all-anomaly2-seed42-test",
+                       "tiny/all-anomaly2-seed42-reference-train",
+                       "tiny/all-anomaly2-seed42-reference-test"]
+  assert len(set(names)) == 8
   assert all(re.fullmatch(r"[A-Za-z0-9_./-]+", name) for name in names)
   assert anomaly.anomaly_sources(parent, 2, seed=7)[0].name != names[0]
 
@@ -99,50 +151,18 @@ def test_subset_source_refuses_bad_indices(parent, indices, message):
   assert str(e.value) == message
 
 
-def test_metrics_by_hand():
-  """Ranked 1, 0, 1, 0: precision 1 at recall 1/2, 2/3 at recall 1, so AP = 1/2 * 1 + 1/2 * 2/3;
-  3 of the 4 (anomaly, normal) pairs are ordered right."""
-  got = anomaly_metrics(np.array([0.9, 0.8, 0.7, 0.1]), np.array([1, 0, 1, 0]))
-  assert type(got["auprc"]) is float and type(got["roc_auc"]) is float
-  assert got == pytest.approx({"auprc": 5 / 6, "roc_auc": 0.75})
-  same = anomaly_metrics([0.9, 0.8, 0.7, 0.1], np.array([True, False, True, False]))
-  assert same == got
+def test_configs_default_to_the_clean_split():
+  assert fashion_mnist_meg.get_config().anomaly_split == "clean"
 
 
-def test_metrics_ties_are_one_threshold():
-  """Scores 0.5 (anomaly), 0.5 (normal), 0.1 (anomaly): the tied pair enters together, precision
-  1/2 at recall 1/2, then 2/3 at recall 1: AP = 1/2 * 1/2 + 1/2 * 2/3 = 7/12 (the trapezoidal
-  area would be 2/3). ROC AUC: the tie counts 1/2, 0.1 < 0.5 counts 0, so 1/4."""
-  got = anomaly_metrics(np.array([0.5, 0.5, 0.1]), np.array([True, False, True]))
-  assert got == pytest.approx({"auprc": 7 / 12, "roc_auc": 0.25})
-
-
-def test_perfect_ranking_scores_one():
-  got = anomaly_metrics(np.array([0.2, 3.0, -1.0, 2.5, 0.0]), np.array([0, 1, 0, 1, 0]))
-  assert got == {"auprc": 1.0, "roc_auc": 1.0}
-
-
-def test_metrics_agree_with_sklearn_on_random_ties():
-  rng = np.random.default_rng(0)
-  scores = rng.integers(0, 6, 300).astype(np.float32)  # Many ties.
-  is_anomaly = rng.random(300) < 0.2 + 0.1 * scores  # Anomalies score higher, on average.
-  got = anomaly_metrics(scores, is_anomaly)
-  assert got["auprc"] == pytest.approx(sk_metrics.average_precision_score(is_anomaly, scores))
-  assert got["roc_auc"] == pytest.approx(sk_metrics.roc_auc_score(is_anomaly, scores))
-  assert 0.5 < got["roc_auc"] < 1 and is_anomaly.mean() < got["auprc"] < 1
-
-
-@pytest.mark.parametrize("scores,is_anomaly,message", [
-    ([0.1, np.nan, np.inf, 0.3], [1, 0, 1, 0],
-     "2 of 4 scores are not finite: expected finite scores"),
-    ([0.1, 0.2, 0.3], [1, 0],
-     "scores of shape (3,) and is_anomaly of shape (2,): expected two 1-D arrays of one length"),
-    ([0.1, 0.2], [1, 1], "is_anomaly has 2 anomalies among 2 images: expected both anomalies and "
-     "normal images"),
-    ([0.1, 0.2], [0, 0], "is_anomaly has 0 anomalies among 2 images: expected both anomalies and "
-     "normal images"),
-    ([0.1, 0.2], [2, 0], "is_anomaly holds [2]: expected booleans (or 0 and 1)")])
-def test_metric_refusals_are_one_line(scores, is_anomaly, message):
+@pytest.mark.parametrize("config,overrides,message", [
+    (fashion_mnist_meg, {"anomaly_split": "overlap"},
+     "config.anomaly_split='overlap': expected one of ('clean', 'reference')"),
+    (fashion_mnist_dcgan, {"anomaly_split": "reference"},
+     "config.anomaly_class is missing: expected a class id >= 0")])
+def test_split_key_is_validated(config, overrides, message):
+  config = config.get_config()
+  config.update(overrides)
   with pytest.raises(ValueError) as e:
-    anomaly_metrics(np.array(scores), np.array(is_anomaly))
+    validation.validate_config(config, num_devices=1)
   assert str(e.value) == message

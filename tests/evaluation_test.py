@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import toy_mog
+from configs import fashion_mnist_dcgan, toy_mog
 from smallgan_jax import coreset_reference, data, distributed, embeddings, evaluation, train
 from smallgan_jax.data import images, pipeline
 from smallgan_jax.metrics import fid, grids, image_scores
@@ -211,3 +211,31 @@ def test_a_topk_epoch_counts_the_images_the_critic_trains_on(tmp_path):
   resolved = train.step_config(config, dataset)
   assert resolved.topk.decay_steps == pipeline.steps_per_epoch(40, 4, 2) == 5  # Not 40 / 32.
   assert config.topk.decay_steps == 2000  # The run's own config is left as it was.
+
+
+def test_an_image_evaluation_writes_each_networks_coverage_scores(tmp_path, monkeypatch):
+  """The scores `image_scores.fid_scores` builds from the config (the feature network replaced
+  by `MeanPixelNetwork`) reach TensorBoard as eval/<prefix><score>: FID, precision, recall,
+  density, coverage and KID, against a real subset of eval_num_samples training images."""
+  config = fashion_mnist_dcgan.get_config()
+  config.dcgan.g_channels = config.dcgan.d_channels = 8
+  config.z_dim, config.eval_num_samples = 8, 60
+  config.coreset.factor_target = 1
+  config.coreset.cache_dir = str(tmp_path / "cache")
+  config.fid.kid_subset_size = 20
+  rng = np.random.default_rng(2)
+  pixels = rng.integers(0, 256, (80, 28, 28, 1), dtype=np.uint8)
+  source = images.ArraySource("tiny", pixels, None)
+  monkeypatch.setattr(image_scores, "feature_network",
+                      lambda config, feature, source: MeanPixelNetwork.network())
+  dataset = data.ImageDataset(source, None, image_scores.fid_scores(config, source))
+  assert len(dataset.scores[0].real.features) == 60
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), (distributed.AXIS,))
+  state = train.replicated_state(config, dataset, mesh)
+  writer = Recorder()
+  metrics = evaluation.Evaluator(config, dataset, tmp_path, writer, state.g.apply_fn)(state, 2)
+  names = ("fid", "precision", "recall", "density", "coverage", "kid")
+  assert set(metrics) == {f"classifier_{name}" for name in names}
+  assert writer.scalars[2] == {f"eval/{k}": v for k, v in metrics.items()}
+  assert all(np.isfinite(v) for v in metrics.values())
+  assert all(0 <= metrics[f"classifier_{k}"] <= 1 for k in ("precision", "recall", "coverage"))

@@ -200,7 +200,7 @@ def weights_file(tmp_path_factory):
 def test_missing_weights_fail_in_one_line_saying_how_to_get_them(tmp_path):
   path = tmp_path / "absent.npz"
   with pytest.raises(fid.MissingWeightsError) as error:
-    fid.load_inception(str(path))
+    fid.load_inception(str(path), download=False)
   message = str(error.value)
   assert "\n" not in message and str(path) in message
   assert inception.WEIGHTS_URL in message and "convert_inception" in message

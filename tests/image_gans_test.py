@@ -69,10 +69,11 @@ def run_on_4_devices(code: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
-  """40 random 40x40 RGB PNGs (resized and cropped by the folder source)."""
+  """64 random 40x40 RGB PNGs (resized and cropped by the folder source): a global target
+  candidate set of the tests' batch, 8 x 8 images."""
   folder = tmp_path_factory.mktemp("images")
   rng = np.random.default_rng(0)
-  for i in range(40):
+  for i in range(64):
     Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
   return folder
 
@@ -109,7 +110,8 @@ def test_paper_config_without_the_inception_weights_fails_in_one_line(image_fold
   out = run_main(tmp_path / "run", "--config.data.source=folder",
                  f"--config.data.folder={image_folder}", f"--config.coreset.cache_dir={tmp_path}",
                  "--config.coreset.embedding=pixels",
-                 f"--config.coreset.inception_weights={missing}", config="configs/cifar_sngan.py")
+                 f"--config.coreset.inception_weights={missing}", "--config.fid.download=False",
+                 config="configs/cifar_sngan.py")
   assert out.returncode != 0
   last = out.stderr.strip().splitlines()[-1]
   assert last.startswith("FATAL ") and str(missing) in last and "convert_inception" in last, last

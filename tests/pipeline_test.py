@@ -28,6 +28,7 @@ def spelled(images_):
 
 
 def stream(device_indices, start_step=1, **kwargs):
+  """A stream of NumberedSource's images: 2 sets of 16 a step (`kwargs` override)."""
   kwargs = {"seed": 3, "n_dis": 2, "n": 16, "steps_in_flight": 2, "num_threads": 2, **kwargs}
   return pipeline.CandidateStream(NumberedSource(), device_indices=device_indices,
                                   start_step=start_step, **kwargs)
@@ -62,6 +63,64 @@ def test_candidate_indices_are_uniform():
 def test_bad_candidate_arguments(args, message):
   with pytest.raises(ValueError) as e:
     pipeline.candidate_indices(*args)
+  assert str(e.value) == message
+
+
+def test_global_candidate_indices_depend_on_seed_and_step_only():
+  """The global sets are a pure function of (seed, step), distinct images in each set, and not
+  any device's own sets."""
+  x = pipeline.global_candidate_indices(seed=0, step=5, num_sets=3, n=50, dataset_size=60)
+  assert x.shape == (3, 50) and x.dtype == np.int64 and x.min() >= 0 and x.max() < 60
+  assert all(len(set(row)) == 50 for row in x)
+  np.testing.assert_array_equal(x, pipeline.global_candidate_indices(0, 5, 3, 50, 60))
+  for other in [(1, 5), (0, 6)]:
+    assert not np.array_equal(x, pipeline.global_candidate_indices(*other, 3, 50, 60))
+  for device in range(4):
+    assert not np.array_equal(x, pipeline.candidate_indices(0, 5, device, 3, 50, 60))
+
+
+def global_stream(device_indices, num_devices, **kwargs):
+  return stream(device_indices, n=32, scope="global", num_devices=num_devices, **kwargs)
+
+
+def test_global_stream_gives_each_device_its_shard_and_every_row():
+  """Each device gets the rows (indices) of all of the step's global sets and the images of its
+  contiguous shard; 1, 2 and 4 devices, in 1 or 2 processes, hold the same global sets."""
+  sets = [pipeline.global_candidate_indices(3, s, 2, 32, 1000) for s in (1, 2)]
+  layouts = {1: [[0]], 2: [[0, 1]], 4: [[0, 1, 2, 3], [0, 1], [2, 3]]}
+  for num_devices, processes in layouts.items():
+    m = 32 // num_devices
+    for devices in processes:
+      for (step, x, indices), want in zip(take(global_stream(devices, num_devices), 2), sets):
+        assert x.shape == (len(devices), 2, m, 2, 2, 3) and indices.shape == (len(devices), 2, 32)
+        for row, d in enumerate(devices):
+          np.testing.assert_array_equal(indices[row], want)
+          np.testing.assert_array_equal(spelled(x[row]), want[:, d * m:(d + 1) * m])
+
+
+def test_resumed_global_stream_sees_the_uninterrupted_batches():
+  whole = take(global_stream([1, 3], 4), 4)
+  resumed = take(global_stream([1, 3], 4, start_step=3), 2)
+  for (s, x, i), (t, y, j) in zip(whole[2:], resumed):
+    assert s == t
+    np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(i, j)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"scope": "host"}, "scope='host': expected one of ('device', 'global')"),
+    ({"scope": "global", "num_devices": 3},
+     "num_devices=3: expected a positive divisor of n=16 (each device holds an equal shard of the "
+     "global candidates)"),
+    ({"scope": "global", "num_devices": None},
+     "num_devices=None: expected a positive divisor of n=16 (each device holds an equal shard of "
+     "the global candidates)"),
+    ({"scope": "global", "num_devices": 2, "device_indices": [1, 2]},
+     "device_indices=[1, 2]: expected indices below num_devices=2")])
+def test_bad_scope_arguments(kwargs, message):
+  kwargs = {"device_indices": [0], **kwargs}
+  with pytest.raises(ValueError) as e:
+    stream(**kwargs)
   assert str(e.value) == message
 
 
@@ -135,6 +194,12 @@ def test_stream_from_config():
     assert (s.n_dis, s.n, s.steps_in_flight, s.num_threads) == (2, 16, 3, 2)
     step, x, indices = s.next()
   assert step == 7 and x.shape == (1, 2, 16, 2, 2, 3)
+  config.coreset.target_scope = "global"  # Sets of factor * batch, this device's half of them.
+  with pipeline.stream_from_config(config, NumberedSource(), [1], num_devices=2,
+                                   start_step=7) as s:
+    assert (s.scope, s.n, s.num_devices) == ("global", 32, 2)
+    step, x, indices = s.next()
+  assert x.shape == (1, 2, 16, 2, 2, 3) and indices.shape == (1, 2, 32)
 
 
 def test_steps_per_epoch():

@@ -175,11 +175,13 @@ def assert_coresets(batches, candidate_sets, embedding_sets, factor):
 
 
 @pytest.fixture(scope="module", params=[
-    {}, {"g_batch_size": 16}, {"coreset.prior_scope": "global"}],
-                ids=["equal_batches", "g_batch_16", "global_prior"])
+    {}, {"g_batch_size": 16}, {"coreset.prior_scope": "global"},
+    {"coreset.target_scope": "global"}],
+                ids=["equal_batches", "g_batch_16", "global_prior", "global_target"])
 def recorded_step(request):
   """(config, records) of one step with n_dis=3: D and G batches of 8 (one prior draw for all
-  updates), of 8 and 16 (two draws), or of 8 with the global prior core-set's code path."""
+  updates), of 8 and 16 (two draws), or of 8 with the global prior or target core-set's code
+  path."""
   config = mech_config({"n_dis": 3, **request.param})
   recorder = Recorder()
   with pytest.MonkeyPatch.context() as patch:
@@ -250,15 +252,18 @@ def test_generator_loss_weights_keep_exactly_the_top_k():
   np.testing.assert_allclose(weights, expected, atol=0.02)
 
 
-# Per-device prior core-sets: with "global" every replica draws the same prior candidates.
-FOUR_REPLICA_OVERRIDES = {"batch_size": 16, "g_batch_size": 16, "coreset.prior_scope": "device"}
+# Per-device core-sets (with "global" every replica draws the same candidates), and global ones.
+FOUR_REPLICA_OVERRIDES = {"batch_size": 16, "g_batch_size": 16, "coreset.prior_scope": "device",
+                          "coreset.target_scope": "device"}
+GLOBAL_OVERRIDES = {**FOUR_REPLICA_OVERRIDES, "coreset.prior_scope": "global",
+                    "coreset.target_scope": "global"}
 FOUR_REPLICAS = textwrap.dedent("""
     import pickle, sys, types
     import jax, numpy as np
     from smallgan_jax import distributed, sampling, train
     from tests import step_mechanisms_test as t
     assert jax.device_count() == 4
-    config = t.mech_config(t.FOUR_REPLICA_OVERRIDES)
+    config = t.mech_config(getattr(t, sys.argv[2]))
     recorder = t.Recorder(distributed.AXIS)
     sampling.sample_prior = t.recording_prior(recorder)
     mesh = distributed.device_mesh()
@@ -275,18 +280,31 @@ FOUR_REPLICAS = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def four_replicas(tmp_path_factory):
-  """One step of `train.make_train_step` on 4 simulated devices (global batches of 16, n_dis 2):
-  its records, and each device's copy of the networks' parameters and of every state leaf."""
-  path = tmp_path_factory.mktemp("four_replicas") / "run.pkl"
+def run_four_replicas(path, overrides_name):
+  """One step of `train.make_train_step` on 4 simulated devices (global batches of 16, n_dis 2)
+  of the config with the overrides named: its records, and each device's copy of the networks'
+  parameters and of every state leaf."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
              JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, "-c", FOUR_REPLICAS, str(path)], env=env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+  out = subprocess.run([sys.executable, "-c", FOUR_REPLICAS, str(path), overrides_name], env=env,
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   with open(path, "rb") as f:
     return pickle.load(f)
+
+
+@pytest.fixture(scope="module")
+def four_replicas(tmp_path_factory):
+  """`run_four_replicas` with per-device core-sets."""
+  return run_four_replicas(tmp_path_factory.mktemp("four_replicas") / "run.pkl",
+                           "FOUR_REPLICA_OVERRIDES")
+
+
+@pytest.fixture(scope="module")
+def four_global_replicas(tmp_path_factory):
+  """`run_four_replicas` with global prior and target core-sets."""
+  return run_four_replicas(tmp_path_factory.mktemp("four_global_replicas") / "run.pkl",
+                           "GLOBAL_OVERRIDES")
 
 
 def assert_all_different(arrays, what):
@@ -312,12 +330,35 @@ def test_replicas_draw_different_candidates_and_stay_identical(four_replicas):
       np.testing.assert_array_equal(copy, copies[0])
 
 
-def test_four_replicas_step_as_one_device_on_the_union_of_their_batches(four_replicas):
+def test_global_core_sets_are_spread_over_the_replicas_in_pick_order(four_global_replicas):
+  """With global core-sets every replica draws the same candidates (from the step's global key),
+  and replica r's batches are picks 4r ... 4r + 3 of each set's greedy k-center core-set of all
+  16 * factor candidates: the replicas' batches in replica order are one device's core-set."""
+  config = mech_config(GLOBAL_OVERRIDES)
+  records = four_global_replicas["records"]
+  for tag in ("target", "prior"):
+    for r in range(1, 4):
+      for got, want in zip(records[tag, r][0], records[tag, 0][0]):
+        np.testing.assert_array_equal(got, want, err_msg=f"replica {r}'s {tag} candidates")
+  ((x, embeddings),) = records["target", 0]
+  ((z,),) = records["prior", 0]  # One draw: the n_dis D updates' latent sets, then G's.
+  assert len(x) == config.n_dis and len(z) == config.n_dis + 1
+  for u in range(config.n_dis):
+    real, fake = (np.concatenate(b) for b in zip(*[d_batches(records, r)[u] for r in range(4)]))
+    np.testing.assert_array_equal(real, x[u][greedy_k_center_numpy(embeddings[u], 16)])
+    np.testing.assert_array_equal(fake, z[u][greedy_k_center_numpy(z[u], 16)])  # G = identity.
+  fake = np.concatenate([g_batch(records, r) for r in range(4)])
+  np.testing.assert_array_equal(fake, z[-1][greedy_k_center_numpy(z[-1], 16)])
+
+
+@pytest.mark.parametrize("replicas", ["four_replicas", "four_global_replicas"])
+def test_four_replicas_step_as_one_device_on_the_union_of_their_batches(replicas, request):
   """The 4-replica step's networks equal, on every replica, the one-device D and G updates on the
   union of the replicas' batches: the gradients are averaged (not summed, not one replica's)."""
   config = mech_config(FOUR_REPLICA_OVERRIDES)
   state = init_state(config, Recorder())
-  records = four_replicas["records"]
+  replicas = request.getfixturevalue(replicas)
+  records = replicas["records"]
   union = lambda arrays: jnp.asarray(np.concatenate(arrays))
   d_loss_fn, g_loss_fn = losses.get_losses(config.loss)
   d_state = state.d
@@ -330,7 +371,7 @@ def test_four_replicas_step_as_one_device_on_the_union_of_their_batches(four_rep
   g_state, _, _ = train.g_update(state, d_state, z_g, real, jax.random.PRNGKey(0), config,
                                  g_loss_fn, None)
   expected = jax.tree.leaves((g_state.params, d_state.params))
-  got = jax.tree.leaves(four_replicas["params"], is_leaf=lambda x: isinstance(x, list))
+  got = jax.tree.leaves(replicas["params"], is_leaf=lambda x: isinstance(x, list))
   assert len(got) == len(expected)
   for want, copies in zip(expected, got):
     for copy in copies:

@@ -74,6 +74,10 @@ BAD = [
     ({"coreset.factor_target": 0}, "config.coreset.factor_target=0: expected a positive integer"),
     ({"coreset.prior_scope": "host"},
      "config.coreset.prior_scope='host': expected one of ('device', 'global')"),
+    ({"coreset.target_scope": "host"},
+     "config.coreset.target_scope='host': expected one of ('device', 'global')"),
+    ({"coreset.target_scope": None},
+     "config.coreset.target_scope=None: expected one of ('device', 'global')"),
     ({"topk.enabled": 1}, "config.topk.enabled=1: expected True or False"),
     ({"topk.gamma": 0.0}, "config.topk.gamma=0.0: expected a number in (0, 1]"),
     ({"topk.nu": 1.5}, "config.topk.nu=1.5: expected a number in (0, 1]"),
@@ -132,6 +136,15 @@ def test_g_batch_must_split_over_devices():
   with pytest.raises(ValueError) as e:
     validation.validate_config(config_with({"g_batch_size": 20}), num_devices=8)
   assert str(e.value) == "config.g_batch_size=20 must be divisible by the 8 devices"
+
+
+def test_global_target_batch_must_split_over_devices():
+  """A global target core-set hands each device an equal slice of the picks."""
+  config = config_with({"coreset.target_scope": "global", "batch_size": 64, "g_batch_size": 64})
+  validation.validate_config(config, num_devices=8)
+  with pytest.raises(ValueError) as e:
+    validation.validate_config(config, num_devices=6)
+  assert str(e.value) == "config.batch_size=64 must be divisible by the 6 devices"
 
 
 def test_every_default_key_has_a_check():

@@ -2,7 +2,8 @@
 
 A dataset gives the train step `draw_candidates(rng, num_sets, n, batch)`, which returns candidate
 samples and the embeddings the target core-set is computed on, both with leading dims
-(num_sets, n); and it scores (`evaluate`) and pictures (`save_samples`, `coreset_picks`) what a
+(num_sets, n) (streamed global sets: the images of this device's shard only,
+`sampling.global_coreset_target`); and it scores (`evaluate`) and pictures (`save_samples`, `coreset_picks`) what a
 run generates and picks. The toys draw on the device (`batch` is None); image datasets stream
 their candidates from the host (`batches`), one `batch` a step.
 """
@@ -96,8 +97,10 @@ class ImageDataset:
   def batches(self, config: ml_collections.ConfigDict, mesh: Mesh,
               start_step: int) -> Iterator[tuple[tuple[jax.Array, jax.Array]]]:
     """The step inputs from `start_step` on: one (images, embeddings) pair of global arrays a
-    step, split over the devices of `mesh`: (devices, n_dis, n, H, W, C) uint8 and
-    (devices, n_dis, n, e) float32."""
+    step, split over the devices of `mesh`: (devices, n_dis, m, H, W, C) uint8 and
+    (devices, n_dis, n, e) float32. With `config.coreset.target_scope` "device" each device's
+    own n = m candidates; with "global" the rows of the step's n global candidates on every
+    device, and the images of its shard of them, m = n / devices (`pipeline.CandidateStream`)."""
     with pipeline.stream_from_config(config, self.source, pipeline.process_device_indices(mesh),
                                      mesh.size, start_step) as stream:
       for _, x, indices in stream:
@@ -107,16 +110,18 @@ class ImageDataset:
 
   def draw_candidates(self, rng: jax.Array, num_sets: int, n: int,
                       batch: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """This device's streamed candidates as floats in [-1, 1], with their embeddings."""
-    del rng  # Drawn on the host, from (seed, step, device).
+    """This device's streamed candidates as floats in [-1, 1], with their embeddings: all n of
+    its own sets, or, of global sets of n, the images of its shard and the rows of all n."""
+    del rng  # Drawn on the host, from (seed, step, device) or (seed, step).
     x, rows = batch
-    assert x.shape[:2] == (num_sets, n), (x.shape, num_sets, n)
+    assert rows.shape[:2] == (num_sets, n) and n % x.shape[1] == 0, (x.shape, rows.shape, n)
     return pipeline.images_to_float(x), rows
 
   def evaluate(self, samples: np.ndarray) -> dict:
-    """The run's scores (`config.fid.features`) of `samples` in [-1, 1]."""
+    """The run's scores of `samples` in [-1, 1]: each feature network's dict of scores
+    (`config.fid`, `image_scores.FIDScore`), merged."""
     pixels = fid.to_pixels(samples)
-    return {score.metric: score(pixels) for score in self.scores}
+    return {name: value for score in self.scores for name, value in score(pixels).items()}
 
   def save_samples(self, path: str, samples: np.ndarray, title: str, metrics: dict) -> np.ndarray:
     """Writes the first 64 samples as an 8 x 8 grid PNG; returns the grid."""
@@ -125,13 +130,18 @@ class ImageDataset:
 
   def coreset_picks(self, config: ml_collections.ConfigDict, step: int,
                     num_devices: int) -> Optional[np.ndarray]:
-    """A grid of device 0's first target candidate set at `step` (the first 256 at most), the
-    images its core-set picked framed; None for random batches (target factor 1)."""
+    """A grid of the first target candidate set at `step` (the first 256 at most), device 0's
+    (or the global set, for `target_scope` "global"), the images its core-set picked framed; None
+    for random batches (target factor 1)."""
     if config.coreset.factor_target == 1 or self.embeddings is None:
       return None
-    n = pipeline.num_candidates(config, num_devices)
-    indices = pipeline.candidate_indices(config.seed, step, 0, 1, n, len(self.source))[0]
-    picks = _greedy_picks(self.embeddings.rows(indices), config.batch_size // num_devices)
+    if config.coreset.target_scope == "global":
+      n, k = config.coreset.factor_target * config.batch_size, config.batch_size
+      indices = pipeline.global_candidate_indices(config.seed, step, 1, n, len(self.source))[0]
+    else:
+      n, k = pipeline.num_candidates(config, num_devices), config.batch_size // num_devices
+      indices = pipeline.candidate_indices(config.seed, step, 0, 1, n, len(self.source))[0]
+    picks = _greedy_picks(self.embeddings.rows(indices), k)
     chosen = np.zeros(n, bool)
     chosen[picks] = True
     shown = indices[:MAX_PICTURED_CANDIDATES]
@@ -142,8 +152,9 @@ class ImageDataset:
 @dataclasses.dataclass(frozen=True)
 class AnomalyDataset(ImageDataset):
   """Anomaly detection with one class held out (`data/anomaly.py`): the GAN trains on `source`,
-  80% of the normal images, and each evaluation scores `test`, the other normal images and every
-  anomalous one, with the trained networks' anomaly scores (`objectives.anomaly_scores`)."""
+  80% of the normal images, and each evaluation scores `test`, 20% of the normal images (the
+  others, or a fresh draw: `config.anomaly_split`) and every anomalous one, with the trained
+  networks' anomaly scores (`objectives.anomaly_scores`)."""
   test: Optional[images.ImageSource] = None
   test_is_anomaly: Optional[np.ndarray] = None
 
@@ -164,7 +175,8 @@ def _image_dataset(config: ml_collections.ConfigDict) -> ImageDataset:
   scores = image_scores.fid_scores(config, source) if "fid" in config else ()
   extra, kind = {}, ImageDataset
   if "anomaly_class" in config:
-    source, test, is_anomaly = anomaly.anomaly_sources(source, config.anomaly_class)
+    source, test, is_anomaly = anomaly.anomaly_sources(source, config.anomaly_class,
+                                                       kind=config.anomaly_split)
     extra, kind = {"test": test, "test_is_anomaly": is_anomaly}, AnomalyDataset
   rows = (None if config.coreset.factor_target == 1
           else embeddings_lib.load_or_build(config, source))

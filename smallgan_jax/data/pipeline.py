@@ -3,7 +3,8 @@ ahead of the devices by a thread pool, and handed to them.
 
 Per train step and per device the host delivers `n_dis` sets of `n = factor_target * k_d`
 candidate images (uint8, NHWC) and their dataset indices; the step turns them into floats on the
-device (`images_to_float`) and keeps `k_d` of each set by core-set. With factor 1 the same path
+device (`images_to_float`) and keeps `k_d` of each set by core-set (or, for a global target
+core-set, its slice of the core-set of the global sets: below). With factor 1 the same path
 gives the plain GAN's random batches.
 
 **Which images.** `candidate_indices(seed, step, device_index, ...)` is a pure function of its
@@ -26,6 +27,14 @@ An epoch is therefore counted in images seen by the critic, the unit top-k's dec
 steps (global batch), whatever the factor. NumPy's generator streams are stable within a NumPy
 version (pinned in requirements.txt); a new NumPy may draw other indices, which a resumed run would
 then differ by.
+
+**Global target core-sets** (`config.coreset.target_scope="global"`): each step draws `n_dis`
+sets of `n = factor_target * batch_size` candidates shared by all devices, from (seed, step) alone
+(`global_candidate_indices`, another stream tag), so the same images are candidates on any device
+or process count. Device i receives the images of its contiguous shard, candidates i*n/D ...
+(i+1)*n/D - 1 of each set (each process reads only its devices' shards: as many images as with
+per-device sets), and the embedding rows of all n: every device computes the same core-set and
+the step exchanges the picked images between devices (`sampling.exchange_picks`).
 
 **Global device index.** The position of the device in the run's 1-D mesh (`jax.devices()`
 order), the index `lax.axis_index` gives inside the step; `process_device_indices(mesh)` lists
@@ -52,6 +61,8 @@ from smallgan_jax import distributed
 from smallgan_jax.data import images as images_lib
 
 _STREAM_TAG = 0x7A4D  # Keys this stream apart from any other NumPy stream on (seed, step, device).
+_GLOBAL_STREAM_TAG = 0x7A4E  # The global sets' stream, on (seed, step).
+SCOPES = ("device", "global")  # Per-device candidate sets, or global ones split over the devices.
 
 
 def candidate_indices(seed: int, step: int, device_index: int, num_sets: int, n: int,
@@ -61,13 +72,28 @@ def candidate_indices(seed: int, step: int, device_index: int, num_sets: int, n:
   Each row holds n distinct indices in [0, dataset_size), uniform; a pure function of the
   arguments (see the module docstring).
   """
-  for arg, value in (("seed", seed), ("step", step), ("device_index", device_index)):
+  return _draw_sets((("seed", seed), ("step", step), ("device_index", device_index)),
+                    _STREAM_TAG, num_sets, n, dataset_size)
+
+
+def global_candidate_indices(seed: int, step: int, num_sets: int, n: int,
+                             dataset_size: int) -> np.ndarray:
+  """(num_sets, n) int64 dataset indices: the global candidate sets at `step`, the same whatever
+  the device and process counts (rows as in `candidate_indices`, from another stream)."""
+  return _draw_sets((("seed", seed), ("step", step)), _GLOBAL_STREAM_TAG, num_sets, n,
+                    dataset_size)
+
+
+def _draw_sets(key: tuple[tuple[str, int], ...], tag: int, num_sets: int, n: int,
+               dataset_size: int) -> np.ndarray:
+  """`num_sets` rows of n distinct uniform indices from the NumPy stream of (tag, *key)."""
+  for arg, value in key:
     if value < 0:
       raise ValueError(f"{arg}={value}: expected an integer >= 0")
   if n > dataset_size:
     raise ValueError(f"a candidate set of {n} images needs a dataset of at least {n} images; it "
                      f"has {dataset_size}")
-  rng = np.random.default_rng([_STREAM_TAG, seed, step, device_index])
+  rng = np.random.default_rng([tag, *(value for _, value in key)])
   return np.stack([rng.choice(dataset_size, n, replace=False) for _ in range(num_sets)]).astype(
       np.int64)
 
@@ -89,25 +115,33 @@ def default_threads() -> int:
 class CandidateStream:
   """This process's candidates, step after step, prepared `steps_in_flight` steps ahead.
 
-  `next()` returns (step, images, indices): images uint8 (local devices, n_dis, n, H, W, C) and
-  indices int64 (local devices, n_dis, n), row d for `device_indices[d]`. Steps count from
-  `start_step` (a resumed run passes its next step). `close()` (or leaving a `with` block) stops
-  the threads; a worker's error is raised by the `next()` that returns its step.
+  `next()` returns (step, images, indices): indices int64 (local devices, n_dis, n), row d for
+  `device_indices[d]`, the candidates whose embedding rows that device needs, and images uint8
+  (local devices, n_dis, m, H, W, C), the images it holds of them. With `scope` "device" each
+  device draws its own sets of n candidates and holds all their images (m = n); with "global"
+  every device gets the step's global sets of n (`global_candidate_indices`) and holds the images
+  of its shard of `num_devices` (m = n / num_devices, device g: candidates g*m ... (g+1)*m - 1).
+  Steps count from `start_step` (a resumed run passes its next step). `close()` (or leaving a
+  `with` block) stops the threads; a worker's error is raised by the `next()` that returns its
+  step.
   """
 
   def __init__(self, source: images_lib.ImageSource, *, seed: int,
                device_indices: Sequence[int], n_dis: int, n: int, start_step: int,
-               steps_in_flight: int = 2, num_threads: Optional[int] = None):
+               steps_in_flight: int = 2, num_threads: Optional[int] = None,
+               scope: str = "device", num_devices: Optional[int] = None):
     if not device_indices:
       raise ValueError("device_indices is empty: expected this process's global device indices")
     if len(set(device_indices)) != len(device_indices):
       raise ValueError(f"device_indices={list(device_indices)} repeats a device")
     if steps_in_flight < 1:
       raise ValueError(f"steps_in_flight={steps_in_flight}: expected a positive integer")
+    _check_scope(scope, num_devices, n, device_indices)
     self.source = source
     self.seed = seed
     self.device_indices = [int(d) for d in device_indices]
     self.n_dis, self.n = n_dis, n
+    self.scope, self.num_devices = scope, num_devices
     self.steps_in_flight = steps_in_flight
     self.num_threads = num_threads or default_threads()
     self._size = len(source)
@@ -123,17 +157,27 @@ class CandidateStream:
   def _fill(self, out: np.ndarray, indices: np.ndarray) -> None:
     out[...] = self.source.images(indices)
 
+  def _indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the candidates each local device needs rows of, those it holds images of)."""
+    if self.scope == "device":
+      indices = np.stack([candidate_indices(self.seed, step, d, self.n_dis, self.n, self._size)
+                          for d in self.device_indices])
+      return indices, indices
+    sets = global_candidate_indices(self.seed, step, self.n_dis, self.n, self._size)
+    m = self.n // self.num_devices
+    held = np.stack([sets[:, d * m:(d + 1) * m] for d in self.device_indices])
+    return np.broadcast_to(sets, (len(self.device_indices), *sets.shape)), held
+
   def _submit(self) -> None:
     step = self._next_step
     self._next_step += 1
-    indices = np.stack([candidate_indices(self.seed, step, d, self.n_dis, self.n, self._size)
-                        for d in self.device_indices])
-    flat = indices.reshape(-1)
+    indices, held = self._indices(step)
+    flat = held.reshape(-1)
     images = np.empty((flat.size, *self.source.shape), np.uint8)
     bounds = np.linspace(0, flat.size, min(self.num_threads, flat.size) + 1).astype(int)
     futures = [self._pool.submit(self._fill, images[lo:hi], flat[lo:hi])
                for lo, hi in zip(bounds[:-1], bounds[1:])]
-    self._pending.append((step, images.reshape(*indices.shape, *self.source.shape), indices,
+    self._pending.append((step, images.reshape(*held.shape, *self.source.shape), indices,
                           futures))
 
   def next(self) -> tuple[int, np.ndarray, np.ndarray]:
@@ -166,19 +210,38 @@ class CandidateStream:
     self.close()
 
 
+def _check_scope(scope: str, num_devices: Optional[int], n: int,
+                 device_indices: Sequence[int]) -> None:
+  if scope not in SCOPES:
+    raise ValueError(f"scope={scope!r}: expected one of {SCOPES}")
+  if scope == "global":
+    if not num_devices or n % num_devices:
+      raise ValueError(f"num_devices={num_devices}: expected a positive divisor of n={n} (each "
+                       "device holds an equal shard of the global candidates)")
+    if max(device_indices) >= num_devices:
+      raise ValueError(f"device_indices={list(device_indices)}: expected indices below "
+                       f"num_devices={num_devices}")
+
+
 def stream_from_config(config: ml_collections.ConfigDict, source: images_lib.ImageSource,
                        device_indices: Sequence[int], num_devices: int,
                        start_step: int) -> CandidateStream:
   """The stream of an image config: per device `n_dis` sets of `factor_target * batch_size /
-  num_devices` candidates, `steps_in_flight` steps ahead, `data.num_threads` threads."""
+  num_devices` candidate images, its own or its shard of global sets of `factor_target *
+  batch_size` (`config.coreset.target_scope`), `steps_in_flight` steps ahead, `data.num_threads`
+  threads."""
+  scope = config.coreset.target_scope
+  n = num_candidates(config, num_devices) * (num_devices if scope == "global" else 1)
   return CandidateStream(source, seed=config.seed, device_indices=device_indices,
-                         n_dis=config.n_dis, n=num_candidates(config, num_devices),
-                         start_step=start_step, steps_in_flight=config.steps_in_flight,
-                         num_threads=config.data.num_threads or None)
+                         n_dis=config.n_dis, n=n, start_step=start_step,
+                         steps_in_flight=config.steps_in_flight,
+                         num_threads=config.data.num_threads or None, scope=scope,
+                         num_devices=num_devices)
 
 
 def num_candidates(config: ml_collections.ConfigDict, num_devices: int) -> int:
-  """Candidates per set and device: factor_target * batch_size / num_devices."""
+  """Candidate images per set that each device receives, in either target scope:
+  factor_target * batch_size / num_devices."""
   return config.coreset.factor_target * (config.batch_size // num_devices)
 
 

@@ -1,12 +1,23 @@
-"""Paper Table 2 metrics for anomaly detection: AUPRC and ROC AUC of anomaly scores.
+"""Paper Table 2 metrics for anomaly detection: two areas under the precision-recall curve, and
+ROC AUC, of anomaly scores.
 
-Anomalies are the positive class and a higher score means more anomalous. AUPRC is average
-precision, sum_n (R_n - R_{n-1}) P_n over the score thresholds (tied scores are one threshold, no
-interpolation), not the trapezoidal area under the precision-recall curve, exactly as
-`sklearn.metrics.average_precision_score` computes it; ROC AUC is `sklearn.metrics.roc_auc_score`.
-Both are computed by scikit-learn itself (it is in requirements.txt) rather than reimplemented, so
-the numbers match what scikit-learn-based evaluation code, such as that of the protocol's papers
-(Zenati et al. 2018, Kumar et al. 2019), would report for the same scores.
+Anomalies are the positive class and a higher score means more anomalous. The two AUPRCs differ
+in how they join the curve's points (one point per distinct score threshold, tied scores entering
+together; the curve starts at recall 0, precision 1):
+- "auprc": average precision, sum_n (R_n - R_{n-1}) P_n, a step function with no interpolation,
+  as `sklearn.metrics.average_precision_score` computes it. The project's figures before
+  "auprc_trapz" existed are this one.
+- "auprc_trapz": the trapezoidal area, `sklearn.metrics.auc(recall, precision)` on
+  `sklearn.metrics.precision_recall_curve`: what MEG's reference code
+  (`scripts/train/anomaly_mnist.py` of ritheshkumar95/energy_based_generative_models) and Zenati
+  et al.'s (`utils/evaluations.py`, `do_prc`, of houssamzenati/Efficient-GAN-Anomaly-Detection)
+  report. Joining the points linearly, it differs from average precision wherever precision
+  changes between two recalls (above it where precision rises with recall).
+ROC AUC is `sklearn.metrics.roc_auc_score`. All three are scikit-learn's own computations (it is in
+requirements.txt), not reimplementations. What matches that code is the formula of "auprc_trapz"
+(points a scikit-learn version keeps or drops past full recall all have recall 1 and add no area);
+the scores come from our networks, data stream and split (docs/anomaly.md), so equal numbers are
+not expected.
 """
 import numpy as np
 from sklearn import metrics
@@ -31,10 +42,13 @@ def _validate(scores: np.ndarray, is_anomaly: np.ndarray) -> None:
 
 
 def anomaly_metrics(scores: np.ndarray, is_anomaly: np.ndarray) -> dict:
-  """{"auprc": average precision, "roc_auc": ROC AUC} as floats, anomalies positive."""
+  """{"auprc": average precision, "roc_auc": ROC AUC, "auprc_trapz": the trapezoidal area under the
+  precision-recall curve} as floats, anomalies positive."""
   scores = np.asarray(scores, np.float64)
   is_anomaly = np.asarray(is_anomaly)
   _validate(scores, is_anomaly)
   is_anomaly = is_anomaly.astype(bool)
+  precision, recall, _ = metrics.precision_recall_curve(is_anomaly, scores)
   return {"auprc": float(metrics.average_precision_score(is_anomaly, scores)),
-          "roc_auc": float(metrics.roc_auc_score(is_anomaly, scores))}
+          "roc_auc": float(metrics.roc_auc_score(is_anomaly, scores)),
+          "auprc_trapz": float(metrics.auc(recall, precision))}

@@ -18,7 +18,13 @@ weights sha256) and cached beside the embeddings (`reference_statistics`):
 
 and reused while the metadata matches the source (count, image shape, a hash of sampled images),
 the network and its weights; a mismatch refuses in one line (`StatisticsCacheError`), never
-recomputing over the file.
+recomputing over the file. The coverage metrics (`coverage.py`) need the features themselves, of a
+fixed seeded subset of the split (`subset_indices`; as many images as an evaluation generates),
+cached the same way under the same key (`reference_features`):
+
+    <cache_dir>/<source>.fid-<network>.<sha12>.features-<count>.npz   features (count, D) float32,
+                                                                       indices (count,) int64
+    <cache_dir>/<source>.fid-<network>.<sha12>.features-<count>.json  metadata, written last
 """
 import dataclasses
 import functools
@@ -40,12 +46,14 @@ from smallgan_jax import checkpointing, classifier, embeddings
 from smallgan_jax.metrics import inception
 
 FORMAT = 1
+SUBSET_SEED = 0  # Draws the real subset whose features the coverage metrics compare against.
 DEFAULT_BATCH = 200  # Images per feature batch (rounded up to a multiple of the device count).
 MissingWeightsError = inception.MissingWeightsError
 
 
 class StatisticsCacheError(ValueError):
-  """Cached reference statistics that do not belong to this source or network; one line."""
+  """Cached reference statistics or features that do not belong to this source or network; one
+  line."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -54,25 +62,27 @@ class FeatureNetwork:
 
   name: a file-name part ("inception", "classifier-all"); apply(variables, pixels) -> (b, D)
   float32 features of pixel values in [0, 255] (b, H, W, C), traceable by jit; variables: its
-  weights; weights_sha256: identifies them in cached statistics.
+  weights; weights_sha256: identifies them in cached statistics; logits: features (b, D) -> the
+  class logits (b, classes) of the Inception Score, or None where the network has none.
   """
   name: str
   apply: Callable[[Any, jax.Array], jax.Array]
   variables: Any
   weights_sha256: str
+  logits: Optional[Callable[[np.ndarray], np.ndarray]] = None
 
 
 def load_inception(weights_path: Optional[str] = None,
-                   model: Optional[inception.FIDInceptionV3] = None) -> FeatureNetwork:
+                   model: Optional[inception.FIDInceptionV3] = None,
+                   download: bool = True) -> FeatureNetwork:
   """The FID Inception (pool3, 2048-d) with the converted weights at `weights_path`.
 
-  Raises `MissingWeightsError` with one line (the path; how to download and convert the file)
-  when the file is not there. Default path: `inception.DEFAULT_WEIGHTS`. `model` replaces the
-  default `inception.FIDInceptionV3()` (the crosscheck's deliberately broken variants).
+  Default path: `inception.DEFAULT_WEIGHTS`. A missing file is made from pytorch-fid's .pth
+  beside it, downloaded first if `download` (`inception.fetch_weights`); raises
+  `MissingWeightsError` with one line (why; what to fetch, where to put it) when that fails.
+  `model` replaces the default `inception.FIDInceptionV3()` (the crosscheck's broken variants).
   """
-  path = inception.resolve_weights_path(weights_path)
-  if not os.path.isfile(path):
-    raise MissingWeightsError(inception.missing_weights_message(path))
+  path = inception.fetch_weights(inception.resolve_weights_path(weights_path), download)
   stat = os.stat(path)
   return _load_inception(path, stat.st_mtime_ns, stat.st_size, model or inception.FIDInceptionV3())
 
@@ -86,7 +96,14 @@ def _load_inception(path: str, unused_mtime_ns: int, unused_size: int,
   def apply(variables, pixels):
     return model.apply(variables, pixels.astype(jnp.float32) / 255.0)["pool3"]
 
-  return FeatureNetwork("inception", apply, variables, embeddings.file_sha256(path))
+  kernel = np.asarray(variables["params"]["fc"]["kernel"], np.float32)
+
+  def logits(features):
+    """pool3 times the fc weights, without the fc's bias: the Inception Score's logits in the
+    original TensorFlow code and torch-fidelity (`logits_unbiased`), over all 1008 classes."""
+    return np.asarray(features, np.float32) @ kernel
+
+  return FeatureNetwork("inception", apply, variables, embeddings.file_sha256(path), logits)
 
 
 def classifier_network(trained) -> FeatureNetwork:
@@ -275,30 +292,57 @@ def statistics_path(cache_dir: str, source_name: str, network: FeatureNetwork):
   return embeddings.cache_dir_path(cache_dir) / f"{stem}.npz"
 
 
-def _refuse(path, what: str) -> StatisticsCacheError:
-  return StatisticsCacheError(f"FID statistics cache {path} {what}; delete it and its .json to "
+def _refuse(path, what: str, kind: str = "statistics") -> StatisticsCacheError:
+  return StatisticsCacheError(f"FID {kind} cache {path} {what}; delete it and its .json to "
                               "recompute, or use another cache_dir")
 
 
-def _check(path, meta: dict, source, network: FeatureNetwork, num_images: int) -> None:
+def _check(path, meta: dict, source, network: FeatureNetwork, num_images: int,
+           kind: str = "statistics", **more) -> None:
+  """Refuses `meta` unless it is of `source` (count, shape, sampled images), `network` and
+  `num_images`, and has the values `more` names."""
   expected = {"format": FORMAT, "dataset": source.name, "dataset_count": len(source),
               "image_shape": list(source.shape), "num_images": num_images,
-              "feature_network": network.name, "weights_sha256": network.weights_sha256}
+              "feature_network": network.name, "weights_sha256": network.weights_sha256, **more}
+  refuse = functools.partial(_refuse, kind=kind)
   for key, now in expected.items():
     if meta.get(key) != now:
-      raise _refuse(path, f"was computed with {key} {meta.get(key)!r}; this run has {now!r}")
+      raise refuse(path, f"was computed with {key} {meta.get(key)!r}; this run has "
+                         f"{now!r}")
   fingerprint = embeddings.sample_fingerprint(source, meta["sample_size"])
   if meta["sample_fingerprint"] != fingerprint:
-    raise _refuse(path, f"was computed from other images of {source.name!r} (sample sha256 "
-                  f"{meta['sample_fingerprint'][:16]}..., the dataset's now {fingerprint[:16]}...)")
+    raise refuse(path, f"was computed from other images of {source.name!r} (sample sha256 "
+                       f"{meta['sample_fingerprint'][:16]}..., the dataset's now "
+                       f"{fingerprint[:16]}...)")
 
 
-def _source_batches(source, num_images: int, batch_size: int) -> Iterator[np.ndarray]:
-  progress = embeddings.Progress(num_images, f"FID statistics of {source.name}")
-  for start in range(0, num_images, batch_size):
-    indices = np.arange(start, min(start + batch_size, num_images))
-    yield source.images(indices)
-    progress.update(start + len(indices))
+def _source_batches(source, indices: np.ndarray, batch_size: int, what: str
+                    ) -> Iterator[np.ndarray]:
+  progress = embeddings.Progress(len(indices), f"FID {what} of {source.name}")
+  for start in range(0, len(indices), batch_size):
+    yield source.images(indices[start:start + batch_size])
+    progress.update(min(start + batch_size, len(indices)))
+
+
+def _meta(source, network: FeatureNetwork, num_images: int, feature_dim: int, started: float,
+          **more) -> dict:
+  return {"format": FORMAT, "dataset": source.name, "dataset_count": len(source),
+          "image_shape": list(source.shape), "num_images": num_images, **more,
+          "sample_fingerprint": embeddings.sample_fingerprint(source),
+          "sample_size": embeddings.SAMPLE_SIZE, "feature_network": network.name,
+          "weights_sha256": network.weights_sha256, "feature_dim": feature_dim,
+          "seconds": round(time.time() - started, 1)}
+
+
+def _computed_once(path, compute: Callable[[], Any], what: str) -> None:
+  """Runs `compute` on process 0 where the cache file at `path` is not complete (its .json
+  missing); with several processes the others wait for it at a barrier named after `path`."""
+  if jax.process_index() == 0 and not embeddings.meta_path(path).exists():
+    logging.info("No %s at %s: computing them", what, path)
+    compute()
+  if jax.process_count() > 1:
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    multihost_utils.sync_global_devices(f"smallgan_{what.lower().replace(' ', '_')}:{digest}")
 
 
 def compute_reference(source, network: FeatureNetwork, cache_dir: str,
@@ -308,13 +352,9 @@ def compute_reference(source, network: FeatureNetwork, cache_dir: str,
   num_images = len(source) if num_images is None else min(int(num_images), len(source))
   path = statistics_path(cache_dir, source.name, network)
   started = time.time()
-  stats = image_statistics(network, _source_batches(source, num_images, batch_size), batch_size)
-  meta = {"format": FORMAT, "dataset": source.name, "dataset_count": len(source),
-          "image_shape": list(source.shape), "num_images": num_images,
-          "sample_fingerprint": embeddings.sample_fingerprint(source),
-          "sample_size": embeddings.SAMPLE_SIZE, "feature_network": network.name,
-          "weights_sha256": network.weights_sha256, "feature_dim": int(stats.mu.shape[0]),
-          "seconds": round(time.time() - started, 1)}
+  batches = _source_batches(source, np.arange(num_images), batch_size, "statistics")
+  stats = image_statistics(network, batches, batch_size)
+  meta = _meta(source, network, num_images, int(stats.mu.shape[0]), started)
 
   def write(f):
     np.savez(f, mu=stats.mu, sigma=stats.sigma)
@@ -353,10 +393,79 @@ def reference_statistics(source, network: FeatureNetwork,
   With several processes, process 0 computes missing statistics and the others wait for them.
   """
   path = statistics_path(cache_dir, source.name, network)
-  if jax.process_index() == 0 and not embeddings.meta_path(path).exists():
-    logging.info("No FID statistics at %s: computing them", path)
-    compute_reference(source, network, cache_dir, num_images, batch_size)
-  if jax.process_count() > 1:
-    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
-    multihost_utils.sync_global_devices(f"smallgan_fid_statistics:{digest}")
+  _computed_once(path, lambda: compute_reference(source, network, cache_dir, num_images,
+                                                 batch_size), "FID statistics")
   return load_reference(path, source, network, num_images)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference features of a fixed subset of a real split, cached.
+
+
+def subset_indices(num_images: int, count: int, seed: int = SUBSET_SEED) -> np.ndarray:
+  """The sorted indices of the real subset: `count` of `num_images` (all if fewer), drawn
+  without replacement from `seed`."""
+  count = min(count, num_images)
+  return np.sort(np.random.default_rng(seed).choice(num_images, count, replace=False))
+
+
+def features_path(cache_dir: str, source_name: str, network: FeatureNetwork, count: int):
+  """Where the features of the `count`-image subset are cached (.npz; .json beside), keyed as
+  the statistics."""
+  stem = statistics_path(cache_dir, source_name, network).name.removesuffix(".npz")
+  return embeddings.cache_dir_path(cache_dir) / f"{stem}.features-{count}.npz"
+
+
+def compute_reference_features(source, network: FeatureNetwork, cache_dir: str, count: int,
+                               batch_size: int = DEFAULT_BATCH):
+  """Computes the features of `subset_indices(len(source), count)` and writes them with their
+  indices and metadata (overwriting any there); returns the .npz path."""
+  indices = subset_indices(len(source), count)
+  path = features_path(cache_dir, source.name, network, len(indices))
+  started = time.time()
+  batches = _source_batches(source, indices, batch_size, "reference features")
+  features = np.concatenate(list(iter_features(network, batches, batch_size)))
+  meta = _meta(source, network, len(indices), int(features.shape[1]), started,
+               subset_seed=SUBSET_SEED)
+
+  def write(f):
+    np.savez(f, features=features, indices=indices)
+
+  checkpointing.write_atomically(path, write)
+  checkpointing.write_json_atomically(embeddings.meta_path(path), meta)  # Last: marks it complete.
+  logging.info("Saved the %s features of %d images of %s to %s in %.0f s", network.name,
+               len(indices), source.name, path, meta["seconds"])
+  return path
+
+
+def load_reference_features(path, source, network: FeatureNetwork, count: int) -> np.ndarray:
+  """The cached features at `path`, checked against `source`, `network` and the subset's
+  indices."""
+  indices = subset_indices(len(source), count)
+  refuse = functools.partial(_refuse, kind="features")
+  try:
+    meta = json.loads(embeddings.meta_path(path).read_text())
+    with path.open("rb") as f, np.load(f, allow_pickle=False) as npz:
+      features, stored = npz["features"], npz["indices"]
+  except (OSError, ValueError, KeyError) as e:
+    raise refuse(path, f"cannot be read ({type(e).__name__}: {e})") from None
+  _check(path, meta, source, network, len(indices), kind="features", subset_seed=SUBSET_SEED)
+  dim = meta["feature_dim"]
+  if features.shape != (len(indices), dim) or features.dtype != np.float32:
+    raise refuse(path, f"holds features {features.dtype}{features.shape}; expected float32 "
+                 f"({len(indices)}, {dim})")
+  if not np.array_equal(stored, indices):
+    raise refuse(path, f"holds the features of other images of {source.name!r} than the "
+                 f"seed-{SUBSET_SEED} subset of {len(indices)}")
+  return features
+
+
+def reference_features(source, network: FeatureNetwork, count: int,
+                       cache_dir: str = embeddings.DEFAULT_CACHE_DIR,
+                       batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+  """Float32 features (min(count, len(source)), D) of the fixed real subset `subset_indices`,
+  computed once (process 0; the others wait), as `reference_statistics`."""
+  path = features_path(cache_dir, source.name, network, min(count, len(source)))
+  _computed_once(path, lambda: compute_reference_features(source, network, cache_dir, count,
+                                                          batch_size), "FID reference features")
+  return load_reference_features(path, source, network, count)

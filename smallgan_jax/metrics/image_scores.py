@@ -8,17 +8,26 @@
                  target core-sets; seed 0 scores with the picking network, as the paper does with
                  Inception.
 
-Both are built before any model, with their reference statistics of the training split (cached
-by `fid.reference_statistics`), so missing weights or data fail a run in seconds, in one line.
+Each feature network gives a dict of scores, named with its prefix ("" for the Inception,
+"classifier_" for the classifier): `fid`; with `config.fid.coverage` also `precision`, `recall`
+(k = pr_k), `density`, `coverage` (k = dc_k) and `kid` (`coverage.py`), of the generated samples
+against the features of a fixed subset of `real_subset` training images; and where the network
+has class logits (the Inception) `inception_score` and `inception_score_std` (10 splits). So an
+Inception run writes `fid`, `precision`, ..., `kid`, `inception_score`; a classifier run
+`classifier_fid`, `classifier_precision`, ..., `classifier_kid`.
+
+All are built before any model, with their reference statistics and features of the training
+split (cached by `fid.reference_statistics` and `fid.reference_features`), so missing weights or
+data fail a run in seconds, in one line.
 """
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import ml_collections
 import numpy as np
 
 from smallgan_jax import classifier, embeddings
-from smallgan_jax.metrics import fid
+from smallgan_jax.metrics import coverage, fid
 
 FEATURES = ("inception", "classifier")
 METRIC_NAMES = {"inception": "fid", "classifier": "classifier_fid"}
@@ -30,21 +39,51 @@ def fid_config(**overrides: Any) -> ml_collections.ConfigDict:
   features:         which scores each evaluation computes, a tuple of names in `FEATURES`.
   classifier_seed:  the seed of the classifier behind "classifier_fid" (0: the one whose
                     features pick the target core-sets).
+  download:         whether "fid" downloads pytorch-fid's Inception weights on first use
+                    (`inception.fetch_weights`); off, missing weights fail the run in one line.
+  coverage:         also score precision, recall, density, coverage and KID on each network's
+                    features (`coverage.py`; blocked k-NN passes over generated x real samples).
+                    The Inception Score, where the network has classes, is scored either way.
+  pr_k:             the k of improved precision and recall (Kynkäänniemi et al.: 3).
+  dc_k:             the k of density and coverage (Naeem et al.: 5).
+  kid_subsets:      KID is the mean unbiased MMD^2 over this many random subsets ...
+  kid_subset_size:  ... of this many generated and as many real samples (fewer if a set is
+                    smaller); 100 x 1000 as clean-fid and torch-fidelity.
+  real_subset:      how many training images (a fixed seed-0 draw, `fid.subset_indices`) the
+                    coverage metrics compare against; 0: as many as `eval_num_samples`.
   """
-  config = ml_collections.ConfigDict({"features": ("classifier",), "classifier_seed": 1})
+  config = ml_collections.ConfigDict({"features": ("classifier",), "classifier_seed": 1,
+                                      "download": True, "coverage": True, "pr_k": 3, "dc_k": 5,
+                                      "kid_subsets": 100, "kid_subset_size": 1000,
+                                      "real_subset": 0})
   config.update(overrides)
   return config
 
 
 @dataclasses.dataclass(frozen=True)
 class FIDScore:
-  """One Fréchet distance: generated pixels against the training split's statistics."""
+  """The scores of one feature network: the Fréchet distance of generated pixels to the training
+  split's statistics, named `metric` ("fid", "classifier_fid"); with `real` (the features of
+  the real subset) the coverage metrics; with the network's class logits the Inception Score.
+  The other names take the FID's prefix ("classifier_precision")."""
   metric: str
   network: fid.FeatureNetwork
   reference: fid.Statistics
+  real: Optional[coverage.RealReference] = None
 
-  def __call__(self, pixels: np.ndarray) -> float:
-    return fid.fid(fid.image_statistics(self.network, pixels), self.reference)
+  def __call__(self, pixels: np.ndarray) -> dict[str, float]:
+    """{name: score} of uint8 `pixels` (N, H, W, C), from one pass of the network over them."""
+    features = np.concatenate(list(fid.iter_features(self.network, pixels)))
+    statistics = fid.StatisticsAccumulator()
+    statistics.update(features)
+    scores = {"fid": fid.fid(statistics.result(), self.reference)}
+    if self.real is not None:
+      scores.update(self.real(features))
+    if self.network.logits is not None:
+      mean, std = coverage.inception_score(self.network.logits(features))
+      scores.update(inception_score=mean, inception_score_std=std)
+    prefix = self.metric.removesuffix("fid")
+    return {prefix + name: value for name, value in scores.items()}
 
 
 def feature_network(config: ml_collections.ConfigDict, feature: str,
@@ -54,20 +93,37 @@ def feature_network(config: ml_collections.ConfigDict, feature: str,
   `source` if it is not saved in `config.coreset.cache_dir`."""
   settings = embeddings.settings_from_config(config)
   if feature == "inception":
-    return fid.load_inception(settings.inception_weights or None)
+    return fid.load_inception(settings.inception_weights or None, download=config.fid.download)
   trained = classifier.load_or_train(
       settings.cache_dir, source, None,
       settings=classifier.TrainSettings(seed=config.fid.classifier_seed))
   return fid.classifier_network(trained)
 
 
+def coverage_settings(config: ml_collections.ConfigDict) -> coverage.Settings:
+  """The k's and KID subsets of `config.fid`."""
+  return coverage.Settings(config.fid.pr_k, config.fid.dc_k, config.fid.kid_subsets,
+                           config.fid.kid_subset_size)
+
+
+def real_subset_size(config: ml_collections.ConfigDict) -> int:
+  """The training images the coverage metrics compare against: `config.fid.real_subset`, or
+  as many as an evaluation generates."""
+  return config.fid.real_subset or config.eval_num_samples
+
+
 def fid_scores(config: ml_collections.ConfigDict,
                source: embeddings.ImageSource) -> tuple[FIDScore, ...]:
-  """The scores `config.fid.features` names, each with its reference statistics of `source`."""
+  """The scores `config.fid.features` names, each with its reference statistics of `source`
+  and, with `config.fid.coverage`, the features of its fixed real subset."""
   cache_dir = embeddings.settings_from_config(config).cache_dir
   scores = []
   for feature in config.fid.features:
     network = feature_network(config, feature, source)
-    scores.append(FIDScore(METRIC_NAMES[feature], network,
-                           fid.reference_statistics(source, network, cache_dir)))
+    statistics = fid.reference_statistics(source, network, cache_dir)
+    real = None
+    if config.fid.coverage:
+      features = fid.reference_features(source, network, real_subset_size(config), cache_dir)
+      real = coverage.RealReference.build(features, coverage_settings(config))
+    scores.append(FIDScore(METRIC_NAMES[feature], network, statistics, real))
   return tuple(scores)
