@@ -11,10 +11,9 @@ from tests.scale_out_test import assert_close_states, run_processes
 CONFIG = "configs/fashion_mnist_dcgan.py"
 
 
-@pytest.fixture(scope="module")
-def tiny_flags(tmp_path_factory):
-  """A 64-image idx dataset of noise and a tiny DCGAN on it, embedded by its pixels."""
-  root = tmp_path_factory.mktemp("tiny_idx")
+def tiny_image_flags(root):
+  """Flags of a tiny DCGAN on a 64-image idx dataset of noise that they write to `root`,
+  embedded by its pixels."""
   rng = np.random.default_rng(0)
   write_idx(str(root / "train-images-idx3-ubyte.gz"), rng.integers(0, 256, (64, 28, 28)))
   write_idx(str(root / "train-labels-idx1-ubyte.gz"), rng.integers(0, 10, 64))
@@ -25,6 +24,11 @@ def tiny_flags(tmp_path_factory):
           "--config.g_batch_size=8", "--config.eval_num_samples=16",
           "--config.checkpoint_every_steps=10", "--config.log_every_steps=5",
           "--config.fid.features=()"]
+
+
+@pytest.fixture(scope="module")
+def tiny_flags(tmp_path_factory):
+  return tiny_image_flags(tmp_path_factory.mktemp("tiny_idx"))
 
 
 def test_resumed_image_run_is_bit_identical(tiny_flags, tmp_path):

@@ -1,0 +1,128 @@
+"""From a trained run to samples and scores: `runs.load_generator`, `generate` and `score` sample
+as evaluation does, write what other tools read, and refuse a wrong workdir or step in one line."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import ml_collections
+import numpy as np
+from PIL import Image
+import pytest
+
+from smallgan_jax import evaluation, generate, runs, sampling, score
+from tests.image_train_test import tiny_image_flags
+from tests.main_test import ROOT, main_env, run_main
+
+IMAGE_CONFIG = "configs/fashion_mnist_dcgan.py"
+
+
+def cli(module, *flags):
+  return subprocess.run([sys.executable, "-m", f"smallgan_jax.{module}", *flags], cwd=ROOT,
+                        env=main_env(2), capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("toy"))
+  out = run_main(workdir, "--config.num_train_steps=20")
+  assert out.returncode == 0, out.stderr[-3000:]
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+  """A tiny DCGAN (batch norm in the generator) trained 10 steps on 2 devices, checkpoints at 5
+  and 10."""
+  root = tmp_path_factory.mktemp("image")
+  workdir = str(root / "run")
+  out = run_main(workdir, *tiny_image_flags(root), "--config.num_train_steps=10",
+                 "--config.checkpoint_every_steps=5", config=IMAGE_CONFIG, devices=2)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return workdir
+
+
+def logged_scalars(workdir):
+  """tag -> value of the run's last evaluation, from its TensorBoard files."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  found = {}
+  for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag.startswith("eval/"):
+          found[value.tag[5:]] = float(tf.make_ndarray(value.tensor))
+  return found
+
+
+def test_score_reproduces_the_runs_last_evaluation_and_appends_it(toy_run):
+  config = runs.read_config(toy_run)
+  entry = score.score_run(toy_run, None, config.eval_num_samples)
+  assert entry["step"] == 20 and entry["num"] == config.eval_num_samples
+  logged = logged_scalars(toy_run)
+  assert set(entry["metrics"]) == set(logged)
+  for name, value in entry["metrics"].items():
+    assert value == pytest.approx(logged[name], rel=1e-6), name
+  score.score_run(toy_run, 10, 200)
+  written = json.load(open(os.path.join(toy_run, score.SCORES_FILE)))
+  assert [(e["step"], e["num"]) for e in written] == [(20, config.eval_num_samples), (10, 200)]
+
+
+def test_more_samples_extend_the_evaluations_latents():
+  """`score --num` larger than the evaluation's count scores a superset of its samples."""
+  config = ml_collections.ConfigDict(
+      {"seed": 3, "eval_num_samples": 50, "z_dim": 4, "prior": "normal"})
+  few = evaluation.eval_latents(config)
+  config.eval_num_samples = 400
+  np.testing.assert_array_equal(evaluation.eval_latents(config)[:50], few)
+
+
+def test_load_generator_samples_as_evaluation_does(image_run):
+  config = runs.read_config(image_run)
+  assert config.eval_batch_stats == "standing"
+  state, step = runs.restore_state(image_run, config)
+  assert step == 10
+  z = np.asarray(sampling.sample_prior(jax.random.PRNGKey(5), (40, config.z_dim), config.prior))
+  expected = evaluation.Sampler(config, state.g.apply_fn)(
+      evaluation.generator_variables(config, state), z)
+  np.testing.assert_array_equal(runs.load_generator(image_run)(z), expected)
+  earlier = runs.load_generator(image_run, step=5)(z)
+  assert not np.array_equal(earlier, expected)
+
+
+def test_generate_writes_pngs_npz_and_grid_alike(image_run, tmp_path):
+  folder, archive = tmp_path / "pngs", tmp_path / "samples.npz"
+  for out in (folder, archive):
+    result = cli("generate", f"--workdir={image_run}", "--num=30", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+  arrays = np.load(archive)["arr_0"]
+  assert arrays.shape == (30, 28, 28, 1) and arrays.dtype == np.uint8
+  pngs = sorted(folder.glob("*.png"))
+  assert len(pngs) == 30
+  np.testing.assert_array_equal(np.asarray(Image.open(pngs[7]))[..., None], arrays[7])
+  assert (tmp_path / "pngs_grid.png").exists() and (tmp_path / "samples_grid.png").exists()
+  assert arrays.std() > 0
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--step=7"], "holds no checkpoint of step 7; it holds steps 5, 10"),
+    (["--num=0"], "--num=0: expected a positive number"),
+])
+def test_generate_refuses_in_one_line(image_run, tmp_path, args, expected):
+  result = cli("generate", f"--workdir={image_run}", f"--out={tmp_path / 'x'}", *args)
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("FATAL") and expected in last, last
+
+
+def test_workdir_without_a_run_is_refused_in_one_line(tmp_path):
+  for module, flags in (("generate", [f"--out={tmp_path / 'x'}"]), ("score", [])):
+    result = cli(module, f"--workdir={tmp_path}", *flags)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0 and last.startswith("FATAL") and "holds no run" in last, last
+
+
+def test_generate_refuses_a_toy_run(toy_run, tmp_path):
+  with pytest.raises(ValueError, match="holds a run on 'mog_grid': generate writes images"):
+    generate.generate(toy_run, None, 5, str(tmp_path))
