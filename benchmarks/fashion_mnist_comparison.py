@@ -1,89 +1,222 @@
-"""Small-GAN against the plain GAN on Fashion-MNIST (CPU-sized DCGAN, batch 16), 3 seeds each,
-and the plain GAN at 4x the batch for one seed, scored by classifier FID of 10,000 samples.
+"""Does core-set sampling help on real images? Small-GAN against the plain GAN on Fashion-MNIST
+(CPU-sized DCGAN, batch 16), the plain GAN at 4x the batch, and the paper's Table 6 ablations,
+scored on classifier features by FID, recall, coverage and KID (docs/image_gans.md).
 
   apt-get install -y dataset-fashion-mnist
-  python benchmarks/fashion_mnist_comparison.py --root=experiments/fmnist   # runs, then the table
+  python benchmarks/fashion_mnist_comparison.py --root=experiments/fmnist --jobs=2
+  python benchmarks/fashion_mnist_comparison.py --root=experiments/fmnist --study=ablations
   python benchmarks/fashion_mnist_comparison.py --root=experiments/fmnist --summarize_only
 
-Each run is `python -m smallgan_jax.main --config=configs/fashion_mnist_dcgan.py` with the
-overrides below, in `<root>/<variant>-s<seed>`; a finished run is skipped and an interrupted one
-resumes from its checkpoint, so the command can be rerun until it is done. The table reads each
-run's TensorBoard `eval/classifier_fid`, and pairs Small-GAN with the plain GAN by seed over the
-last `--last` evaluations.
+Each run is `python -m smallgan_jax.main --config=configs/fashion_mnist_dcgan.py` with a
+variant's overrides, in `<root>/<variant>-s<seed>`, keeping a checkpoint at every evaluation; a
+finished run is skipped and an interrupted one resumes, so the command can be rerun until it is
+done. `--steps` extends finished runs (the same workdirs, trained on). Then every run's last
+`--last` evaluation checkpoints are scored by `python -m smallgan_jax.score` (10,000 samples,
+standing batch-norm statistics; each score appended to the run's `scores.json`, so a scored step
+is not scored again), and the tables are printed: per run the mean over those checkpoints, and
+per seed the share of the batch-16-to-64 FID gap that Small-GAN closes (against the mean of the
+batch-64 seeds). `--jobs` runs go at once, each pinned to one CPU core.
 """
 import argparse
+import concurrent.futures
 import glob
+import json
 import os
 import subprocess
 import sys
+import time
+from typing import Callable, Sequence
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = "configs/fashion_mnist_dcgan.py"
 PLAIN = ["--config.coreset.factor_prior=1", "--config.coreset.factor_target=1"]
-RUNS = [("smallgan", 0, []), ("plain", 0, PLAIN),
-        ("plain64", 0, PLAIN + ["--config.batch_size=64", "--config.g_batch_size=64"]),
-        ("smallgan", 1, []), ("plain", 1, PLAIN), ("smallgan", 2, []), ("plain", 2, PLAIN)]
-NAMES = {"smallgan": "Small-GAN, batch 16", "plain": "GAN, batch 16", "plain64": "GAN, batch 64"}
-TAG = "eval/classifier_fid"
+# variant -> (label, config file, overrides).
+VARIANTS = {
+    "smallgan": ("Small-GAN, batch 16", CONFIG, []),
+    "plain": ("GAN, batch 16", CONFIG, PLAIN),
+    "plain64": ("GAN, batch 64", CONFIG,
+                PLAIN + ["--config.batch_size=64", "--config.g_batch_size=64"]),
+    "prior_only": ("prior core-set only", CONFIG, ["--config.coreset.factor_target=1"]),
+    "target_only": ("target core-set only", CONFIG, ["--config.coreset.factor_prior=1"]),
+    "pixels": ("target core-set on pixels (projected to 32)", CONFIG,
+               ["--config.coreset.embedding=pixels"]),
+    "unprojected": ("target core-set on unprojected classifier features",
+                    "configs/fashion_mnist_dcgan_unprojected.py", []),
+}
+STUDIES = {
+    "comparison": [("smallgan", s) for s in (0, 1, 2)] + [("plain", s) for s in (0, 1, 2)]
+                  + [("plain64", s) for s in (0, 1)],
+    "ablations": [(v, s) for s in (0, 1, 2) for v in ("prior_only", "target_only")]
+                 + [("pixels", 0), ("unprojected", 0)],
+}
+NUM_SAMPLES = 10_000
+CONFIG_STEPS = 5_000  # configs/fashion_mnist_dcgan.py's num_train_steps.
+METRICS = ("classifier_fid", "classifier_precision", "classifier_recall", "classifier_density",
+           "classifier_coverage", "classifier_kid")
+TRAIN_TAG = "eval/classifier_fid"
 
 
-def train(root: str, variant: str, seed: int, flags: list[str]) -> None:
-  """Runs (or resumes) one run to the end; a run with a final score is left alone."""
-  workdir = os.path.join(root, f"{variant}-s{seed}")
-  if os.path.exists(os.path.join(workdir, "done")):
-    return
-  command = [sys.executable, "-m", "smallgan_jax.main",
-             "--config=configs/fashion_mnist_dcgan.py", f"--workdir={workdir}",
-             f"--config.seed={seed}", *flags]
+def workdir(root: str, variant: str, seed: int) -> str:
+  return os.path.join(root, f"{variant}-s{seed}")
+
+
+def train_command(root: str, run: tuple[str, int], steps: int) -> list[str]:
+  """`smallgan_jax.main`'s command line for `run` (variant, seed)."""
+  variant, seed = run
+  _, config, flags = VARIANTS[variant]
+  extend = [f"--config.num_train_steps={steps}"] if steps else []
+  return [sys.executable, "-m", "smallgan_jax.main", f"--config={config}",
+          f"--workdir={workdir(root, variant, seed)}", f"--config.seed={seed}",
+          "--config.checkpoint_every_steps=500", "--config.checkpoint_max_to_keep=100",
+          *flags, *extend]
+
+
+def run_logged(command: list[str], log_path: str, core: int) -> float:
+  """Runs `command` from the repository root on CPU core `core`, its output appended to
+  `log_path`; returns its wall time in s."""
   print(" ".join(command), flush=True)
-  subprocess.run(command, cwd=ROOT, check=True)
-  open(os.path.join(workdir, "done"), "w").close()
+  start = time.perf_counter()
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  with open(log_path, "a") as log:
+    subprocess.run(["taskset", "-c", str(core), *command], cwd=ROOT, check=True, stdout=log,
+                   stderr=subprocess.STDOUT)
+  return time.perf_counter() - start
 
 
-def scores(workdir: str, tag: str = TAG) -> dict[int, float]:
-  """step -> the scalar `tag` (classifier FID), from the run's TensorBoard event files."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # clu's writer needs it anyway.
+def on_cores(tasks: Sequence[Callable[[int], None]], jobs: int) -> None:
+  """Calls every task with a CPU core of its own, `jobs` at a time."""
+  cores = sorted(os.sched_getaffinity(0))[:jobs]
+  with concurrent.futures.ThreadPoolExecutor(len(cores)) as pool:
+    free, pending = list(cores), {}
+    for task in tasks:
+      if not free:
+        done, _ = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
+        for future in done:
+          free.append(pending.pop(future))
+          future.result()
+      core = free.pop()
+      pending[pool.submit(task, core)] = core
+    for future in pending:
+      future.result()
+
+
+def trained_steps(path: str) -> int:
+  """The last step the run in `path` finished (0 if it did not; an empty marker, as earlier
+  versions wrote: the config's steps)."""
+  done = os.path.join(path, "done")
+  return int(open(done).read() or CONFIG_STEPS) if os.path.exists(done) else 0
+
+
+def train(root: str, run: tuple[str, int], steps: int, core: int) -> None:
+  """Trains (or resumes, or extends to `steps`) one run on `core`, then marks it done."""
+  path = workdir(root, *run)
+  wanted = steps or CONFIG_STEPS
+  if trained_steps(path) >= wanted:
+    return
+  run_logged(train_command(root, run, steps), os.path.join(path, "log.txt"), core)
+  with open(os.path.join(path, "done"), "w") as f:
+    f.write(str(wanted))
+
+
+def scored(path: str) -> dict[int, dict]:
+  """step -> the metrics `smallgan_jax.score` appended to the run's scores.json for
+  `NUM_SAMPLES` samples with standing statistics (the newest entry of a step)."""
   found = {}
-  for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == tag:
-          found[event.step] = float(tf.make_ndarray(value.tensor))
+  file = os.path.join(path, "scores.json")
+  for entry in (json.load(open(file)) if os.path.exists(file) else []):
+    if entry["num"] == NUM_SAMPLES and entry["batch_stats"] == "standing":
+      found[entry["step"]] = entry["metrics"]
   return found
 
 
-def summarize(root: str, last: int) -> None:
-  runs = {(v, s): scores(os.path.join(root, f"{v}-s{s}")) for v, s, _ in RUNS}
-  steps = sorted(set().union(*(r.keys() for r in runs.values())))
-  print("| run | " + " | ".join(str(s) for s in steps) + f" | mean of last {last} |")
-  print("| --- |" + " --- |" * (len(steps) + 1))
-  tails = {}
-  for (variant, seed), found in runs.items():
-    tail = [found[s] for s in steps[-last:] if s in found]
-    tails[variant, seed] = np.mean(tail) if len(tail) == last else np.nan
-    cells = " | ".join(f"{found[s]:.1f}" if s in found else "" for s in steps)
-    print(f"| {NAMES[variant]}, seed {seed} | {cells} | {tails[variant, seed]:.1f} |")
-  seeds = sorted({s for v, s, _ in RUNS if v == "smallgan"})
-  diffs = [tails["smallgan", s] - tails["plain", s] for s in seeds]
-  print(f"Small-GAN - GAN at batch 16, paired by seed (mean of the last {last} evaluations): "
-        + ", ".join(f"seed {s}: {d:+.1f}" for s, d in zip(seeds, diffs))
-        + f"; mean {np.mean(diffs):+.1f}")
-  gap = tails["plain64", 0] - tails["plain", 0]
-  closed = (tails["smallgan", 0] - tails["plain", 0]) / gap if gap else np.nan
-  print(f"seed 0: batch 64 - batch 16 = {gap:+.1f}; Small-GAN closes {100 * closed:.0f}% of it")
+def score_steps(path: str, last: int) -> list[int]:
+  """The run's last `last` checkpointed steps."""
+  steps = sorted(int(os.path.basename(p)) for p in glob.glob(os.path.join(path, "checkpoints",
+                                                                          "[0-9]*")))
+  return steps[-last:]
+
+
+def score(root: str, run: tuple[str, int], last: int, core: int) -> None:
+  """Scores the run's last `last` checkpoints that scores.json does not hold yet."""
+  path = workdir(root, *run)
+  for step in score_steps(path, last):
+    if step not in scored(path):
+      run_logged([sys.executable, "-m", "smallgan_jax.score", f"--workdir={path}",
+                  f"--step={step}", f"--num={NUM_SAMPLES}"], os.path.join(path, "log.txt"), core)
+
+
+def tensorboard_scalars(path: str, tags: Sequence[str]) -> dict[str, dict[int, float]]:
+  """tag -> step -> value of `tags` in the run's TensorBoard event files, read once."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # clu's writer needs it anyway.
+  found = {tag: {} for tag in tags}
+  for name in sorted(glob.glob(os.path.join(path, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(name):
+      for value in event.summary.value:
+        if value.tag in found:
+          found[value.tag][event.step] = float(tf.make_ndarray(value.tensor))
+  return found
+
+
+def run_means(root: str, run: tuple[str, int], last: int) -> dict[str, float]:
+  """The run's metrics averaged over its last `last` scored checkpoints, and the classifier FID
+  its training logged at the same steps ("train_fid": whatever statistics that run's evaluation
+  used)."""
+  path = workdir(root, *run)
+  steps = score_steps(path, last)
+  found = scored(path)
+  logged = tensorboard_scalars(path, [TRAIN_TAG])[TRAIN_TAG]
+  means = {m: float(np.mean([found[s][m] for s in steps if s in found] or np.nan))
+           for m in METRICS}
+  means["train_fid"] = float(np.mean([logged[s] for s in steps if s in logged] or np.nan))
+  means["steps"] = f"{steps[0]}-{steps[-1]}" if steps else "-"
+  return means
+
+
+def summarize(root: str, runs: Sequence[tuple[str, int]], last: int) -> None:
+  means = {run: run_means(root, run, last) for run in runs}
+  print(f"Mean over each run's last {last} checkpoints, {NUM_SAMPLES} samples, standing "
+        "statistics; FID logged in training at the same steps:")
+  print("| run | seed | steps | FID | precision | recall | density | coverage | KID | "
+        "FID logged in training |")
+  print("| --- |" + " --- |" * 9)
+  for (variant, seed), m in means.items():
+    print(f"| {VARIANTS[variant][0]} | {seed} | {m['steps']} | {m['classifier_fid']:.1f} | "
+          f"{m['classifier_precision']:.3f} | {m['classifier_recall']:.3f} | "
+          f"{m['classifier_density']:.3f} | {m['classifier_coverage']:.3f} | "
+          f"{m['classifier_kid']:.2f} | {m['train_fid']:.1f} |")
+  big = [m["classifier_fid"] for (v, s), m in means.items()
+         if v == "plain64" and trained_steps(workdir(root, v, s))]
+  for seed in sorted({s for v, s in means if v == "smallgan"}):
+    if ("plain", seed) not in means or not big:
+      continue
+    small, plain = means["smallgan", seed], means["plain", seed]
+    gap = plain["classifier_fid"] - np.mean(big)
+    closed = (plain["classifier_fid"] - small["classifier_fid"]) / gap
+    print(f"seed {seed}: batch-16 GAN - batch-64 GAN (mean of {len(big)} seeds) = {gap:.1f} FID; "
+          f"Small-GAN closes {100 * closed:.0f}% of it; recall {small['classifier_recall']:.3f} "
+          f"vs {plain['classifier_recall']:.3f}, coverage {small['classifier_coverage']:.3f} vs "
+          f"{plain['classifier_coverage']:.3f} (Small-GAN vs GAN at batch 16)")
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--root", required=True, help="folder of the runs' workdirs")
-  parser.add_argument("--last", type=int, default=3, help="evaluations averaged at the end")
+  parser.add_argument("--study", choices=[*STUDIES, "all"], default="comparison")
+  parser.add_argument("--jobs", type=int, default=1, help="runs at once, one CPU core each")
+  parser.add_argument("--steps", type=int, default=0,
+                      help="train (or extend) every run to this many steps; 0: the config's")
+  parser.add_argument("--last", type=int, default=3, help="checkpoints scored and averaged")
   parser.add_argument("--summarize_only", action="store_true")
   args = parser.parse_args()
+  runs = [run for name, study in STUDIES.items() if args.study in (name, "all") for run in study]
   if not args.summarize_only:
-    for variant, seed, flags in RUNS:
-      train(args.root, variant, seed, flags)
-  summarize(args.root, args.last)
+    on_cores([lambda core, run=run: train(args.root, run, args.steps, core) for run in runs],
+             args.jobs)
+    on_cores([lambda core, run=run: score(args.root, run, args.last, core) for run in runs],
+             args.jobs)
+  summarize(args.root, runs, args.last)
 
 
 if __name__ == "__main__":

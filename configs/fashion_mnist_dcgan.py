@@ -10,9 +10,10 @@ trains once on the training labels; built on first use into config.coreset.cache
 to 32 dimensions. Evaluations score classifier FID with a classifier of seed 1, so the network
 that scores is not the one that picks.
 
-Result (5,000 steps, about 7 minutes on one CPU core, docs/image_gans.md): classifier FID of
-10,000 samples, mean of the last 3 evaluations, 101.9 / 111.9 / 102.4 for seeds 0 / 1 / 2; the
-plain GAN at this batch 110.9 / 114.1 / 108.8, and at batch 64 78.7 (seed 0).
+Result (5,000 steps, 10-13 minutes on one CPU core; docs/image_gans.md): with standing
+batch-norm statistics, 10,000 samples, mean of the checkpoints at 4,000-5,000 steps, classifier
+FID 107.8 / 109.2 / 108.4 and recall 0.204 / 0.171 / 0.208 for seeds 0 / 1 / 2; the plain GAN at
+this batch 110.8 / 113.0 / 107.6 and 0.105 / 0.137 / 0.152, at batch 64 77.9 and 0.250 (seed 0).
 """
 from configs import default
 from smallgan_jax.data import images
