@@ -155,21 +155,32 @@ class _Manager(ocp.CheckpointManager):
 
   def _failed(self, error: Exception) -> SaveError:
     cause = " ".join(str(error).split())
-    cause = ("the disk is full" if "No space left on device" in cause
-             else f"{type(error).__name__}: {cause[:300]}")
+    if "No space left on device" in cause:
+      cause, remedy = "the disk is full", "make room, then"
+    else:
+      cause = f"{type(error).__name__}: {cause[:300]}"
+      remedy = ("once the cause is fixed (with several processes: another may have died, see its "
+                "log),")
     complete = [s for s in self.all_steps() if s != self._saving]
     newest = f"step {max(complete)}" if complete else "none"
     return SaveError(f"the checkpoint of step {self._saving} could not be written to "
                      f"{self.directory} ({cause}); the newest complete checkpoint there is "
-                     f"{newest}: make room (or fix the cause) and run the same command again to "
-                     "resume from it")
+                     f"{newest}: {remedy} run the same command again to resume from it")
 
 
 def create_manager(workdir: epath.Path,
                    config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
   """The manager of `workdir/checkpoints`; told its handler up front, so that a checkpoint's
-  metadata can be read before anything is restored."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint_max_to_keep)
+  metadata can be read before anything is restored.
+
+  With several processes it saves in the training loop's thread, not in the background: orbax's
+  background thread asks JAX's preemption sync point about the step it saved, older than the
+  loop's, and JAX takes the last step asked as this process's when the processes agree on where
+  to stop after a SIGTERM; agreeing on a step this process had already passed, the others
+  stopped and it hung (seen in tests/pod_faults_test.py).
+  """
+  options = ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint_max_to_keep,
+                                         enable_async_checkpointing=jax.process_count() == 1)
   return _Manager(workdir / "checkpoints", options=options,
                   item_handlers=ocp.StandardCheckpointHandler())
 
@@ -200,8 +211,14 @@ def _move_aside(manager: ocp.CheckpointManager, name: str) -> epath.Path:
 
 def _set_aside_unfinished_saves(manager: ocp.CheckpointManager) -> None:
   """Orbax writes a step into `<step>.orbax-checkpoint-tmp-<time>` and renames it when done; a
-  save killed half-way leaves that folder, which orbax skips silently. Say so, and move it."""
-  for folder in sorted(epath.Path(manager.directory).glob(f"*{TMP_MARK}*")):
+  save killed half-way leaves that folder, which orbax skips silently. Say so, and move it.
+
+  Every process lists the folders before process 0 moves any: one that listed after the move
+  would skip the barrier of `_move_aside` the others wait at (seen in tests/pod_faults_test.py).
+  """
+  unfinished = sorted(epath.Path(manager.directory).glob(f"*{TMP_MARK}*"))
+  multihost_utils.sync_global_devices("smallgan_listed_unfinished_saves")
+  for folder in unfinished:
     where = _move_aside(manager, folder.name)
     logging.warning("The save of step %s did not finish (killed while writing); moved to %s",
                     folder.name.split(TMP_MARK)[0], where)

@@ -150,6 +150,20 @@ class _HideLibraryChatter(py_logging.Filter):
     return record.levelno > py_logging.INFO
 
 
+def failure_line(error: BaseException, runtime: bool) -> str:
+  """The last line of a process of a multi-process run that failed with `error`: a bug in this
+  process, or an error of JAX's `runtime` (a collective, the coordination service), most often
+  because another process died."""
+  cause = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+  resume = ("run the same command again (on every process) to resume from the newest checkpoint "
+            f"in {checkpoints_dir(FLAGS.workdir)}")
+  if runtime:
+    return (f"ERROR the runtime failed ({cause}): most likely another process of the run died "
+            f"or stopped answering (see its log); this one ended at once. Then {resume}")
+  return (f"ERROR this process failed ({cause}; the traceback is above) and ended at once, so "
+          f"that the others end within the heartbeat timeout. Once the cause is fixed, {resume}")
+
+
 def end(message: str, joined: bool) -> None:
   """Exits with `message`, at once when the process is part of a multi-process run."""
   if joined:
@@ -160,6 +174,7 @@ def end(message: str, joined: bool) -> None:
 def main(argv):
   # Imported here, not at the top, so that the supervising parent of a multi-process run (`run`)
   # never loads jax. pylint: disable=g-import-not-at-top
+  import jax
   from smallgan_jax import checkpointing, distributed, preemption, train
   from smallgan_jax.metrics import inception
   if len(argv) > 1:
@@ -181,15 +196,11 @@ def main(argv):
     sys.exit(e.exit_code)
   except SystemExit:
     raise
-  except BaseException as e:  # pylint: disable=broad-except  # A bug, or Ctrl-C, in this process.
+  except BaseException as e:  # pylint: disable=broad-except  # A bug, Ctrl-C, a lost peer.
     if not distributed.joined():
       raise
     logging.exception("This process failed:")
-    cause = " ".join(f"{type(e).__name__}: {e}".split())
-    watchdog.leave(f"ERROR this process failed ({cause}; the traceback is above) "
-                   "and ended at once, so that the others end within the heartbeat timeout. "
-                   "Once the cause is fixed, run the same command again (on every process) to "
-                   f"resume from the newest checkpoint in {checkpoints_dir(FLAGS.workdir)}", 1)
+    watchdog.leave(failure_line(e, isinstance(e, jax.errors.JaxRuntimeError)), 1)
 
 
 def run() -> None:
