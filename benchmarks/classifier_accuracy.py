@@ -3,8 +3,8 @@
   apt-get install -y dataset-fashion-mnist   # the idx files (`smallgan_jax.data.images`)
   python benchmarks/classifier_accuracy.py [--epochs=6] [--classes=0,1,2,3,4,5,6,7,9]
 
-Trains with `smallgan_jax.classifier.train` (the settings `load_or_train` uses unless flags change
-them), nothing is saved. The goal of issue 13 is >= 90% test accuracy.
+Trains with `smallgan_jax.features.classifier.train` (the settings `load_or_train` uses unless
+flags change them), nothing is saved. The goal of issue 13 is >= 90% test accuracy.
 """
 import argparse
 import os
@@ -15,8 +15,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from smallgan_jax import classifier  # pylint: disable=g-import-not-at-top,wrong-import-position
 from smallgan_jax.data import images  # pylint: disable=g-import-not-at-top,wrong-import-position
+from smallgan_jax.features import classifier  # pylint: disable=g-import-not-at-top
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from smallgan_jax import coreset  # noqa: E402
 from smallgan_jax import coreset_pallas  # noqa: E402
-from smallgan_jax.coreset_reference import (greedy_k_center_numpy,  # noqa: E402
+from benchmarks.coreset_reference import (greedy_k_center_numpy,  # noqa: E402
                                             greedy_k_center_sklearn)
 
 # name: (sets, n, d, k)

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
-from smallgan_jax import checkpointing, data, evaluation, runs  # pylint: disable=g-import-not-at-top
+from smallgan_jax import checkpointing, datasets, evaluation, runs  # pylint: disable=g-import-not-at-top
 from smallgan_jax import sampling, standing_stats  # pylint: disable=g-import-not-at-top
 
 STATISTICS = ("running", "standing", "batch", "coreset")
@@ -85,7 +85,7 @@ def measure(workdirs: list[str]) -> list[dict]:
   for workdir in workdirs:
     config = runs.read_config(workdir)
     state, step = runs.restore_state(workdir, config)
-    dataset = data.get_dataset(config)
+    dataset = datasets.get_dataset(config)
     for statistics in STATISTICS:
       rows.append({"run": os.path.basename(os.path.normpath(workdir)), "step": step,
                    "statistics": statistics,

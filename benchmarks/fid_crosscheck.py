@@ -4,15 +4,16 @@ The real weights (pt_inception-2015-12-05-6726825d.pth) cannot be downloaded her
 pytorch-fid's network (`pytorch_fid.inception.InceptionV3`, the FID blocks, pool3) with random
 weights and no download, writes its state dict to a .pth as pytorch-fid's release file is laid
 out, converts that file with `smallgan_jax.metrics.convert_inception` (the converter users run)
-and loads it with `fid.load_inception`; then runs both networks on the same random uint8 images,
-resize to 299 included, and compares:
+and loads it with `features.load_inception`; then runs both networks on the same random uint8
+images, resize to 299 included, and compares:
 
 - each block's output (Conv2d_2b_3x3, Conv2d_4a_3x3, Mixed_5b ... Mixed_7c), pool3 and the
   logits: relative error ||flax - torch|| / ||torch|| over the batch, for inputs that are
-  upsampled (32x32) and downsampled (320x320) to 299. Both networks run in float64 (goal <= 1e-4
-  for every block: a difference of structure shows at 1e-3 or more, rounding at 1e-12) and in
-  float32 (goal <= 1e-4 at pool3 and the logits), beside torch's own float32 error (float32 torch
-  against float64 torch), which random weights amplify from ~1e-6 to ~1e-4 over the blocks;
+  upsampled (28x28 as Fashion-MNIST, 32x32 as CIFAR-10, 128x128 as LSUN) and downsampled
+  (320x320) to 299. Both networks run in float64 (goal <= 1e-4 for every block: a difference
+  of structure shows at 1e-3 or more, rounding at 1e-12) and in float32 (goal <= 1e-4 at pool3
+  and the logits), beside torch's own float32 error (float32 torch against float64 torch), which
+  random weights amplify from ~1e-6 to ~1e-4 over the blocks;
 - the FID between two sets of images, torch features through pytorch-fid's
   `calculate_frechet_distance`, Flax features through `fid.image_statistics` (jitted batches,
   float64 statistics) and `fid.frechet_distance`: relative difference, goal <= 1e-3.
@@ -50,6 +51,7 @@ jax.config.update("jax_enable_x64", True)  # For the float64 comparison; float32
 from pytorch_fid import fid_score as torch_fid_score
 from pytorch_fid import inception as torch_inception
 
+from smallgan_jax import features
 from smallgan_jax.metrics import convert_inception, fid, inception
 
 BLOCK_GOAL = 1e-4
@@ -154,7 +156,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--break", dest="broken", choices=sorted(BREAKS), default="none")
   parser.add_argument("--block_images", type=int, default=8, help="images per size, blocks")
-  parser.add_argument("--sizes", default="32,320", help="input sizes for the block comparison")
+  parser.add_argument("--sizes", default="28,32,128,320",
+                      help="input sizes for the block comparison")
   parser.add_argument("--calibration_images", type=int, default=32)
   parser.add_argument("--fid_images", type=int, default=512, help="images in each FID set")
   parser.add_argument("--batch", type=int, default=32)
@@ -173,7 +176,7 @@ def main():
     pth = os.path.join(tmp, "random_inception.pth")
     torch.save(inception3.state_dict(), pth)
     npz = convert_inception.convert_file(pth, os.path.join(tmp, "random_inception.npz"))
-    network = fid.load_inception(npz, inception.FIDInceptionV3(**BREAKS[args.broken]))
+    network = features.load_inception(npz, inception.FIDInceptionV3(**BREAKS[args.broken]))
   variables = jax.device_put(network.variables)
   model64, inception3_64 = copy.deepcopy((model, inception3))
   inception3_64.double()  # Its modules are those of model64, and fc.

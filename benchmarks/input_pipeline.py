@@ -29,7 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
 from configs import fashion_mnist_dcgan  # pylint: disable=g-import-not-at-top
-from smallgan_jax import data, distributed, train, validation  # pylint: disable=g-import-not-at-top
+from smallgan_jax import datasets, distributed, train, validation  # pylint: disable=g-import-not-at-top
 from smallgan_jax.data import images, pipeline  # pylint: disable=g-import-not-at-top
 
 SOURCES = ("idx", "folder")
@@ -86,7 +86,7 @@ def train_step_rates(idx_dir: str, steps: int) -> tuple[float, float, int]:
   Fashion-MNIST config's train step on this machine's devices."""
   config = fashion_mnist_dcgan.get_config()
   config.data.idx_dir = idx_dir
-  dataset = data.get_dataset(config)
+  dataset = datasets.get_dataset(config)
   mesh = distributed.device_mesh()
   step = train.make_train_step(config, dataset, mesh, streamed=True)
   state = train.replicated_state(config, dataset, mesh)

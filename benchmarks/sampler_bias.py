@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
 from configs import toy_mog  # pylint: disable=g-import-not-at-top
-from smallgan_jax import data, sampling, validation  # pylint: disable=g-import-not-at-top
+from smallgan_jax import datasets, sampling, validation  # pylint: disable=g-import-not-at-top
 from smallgan_jax.metrics import mog  # pylint: disable=g-import-not-at-top
 
 
-def target_stats(batches: np.ndarray, dataset: data.ToyMixture) -> tuple[float, float, float]:
+def target_stats(batches: np.ndarray, dataset: datasets.ToyMixture) -> tuple[float, float, float]:
   """(distinct modes per batch, mean distance to the nearest mode in std, % beyond 2 std)."""
   index, dist = mog.nearest_modes(batches.reshape(-1, 2), dataset.means)
   index = index.reshape(batches.shape[:2])
@@ -51,7 +51,7 @@ def main() -> None:
 
   config = toy_mog.get_config()
   config.num_modes = args.modes
-  dataset = data.get_dataset(config)
+  dataset = datasets.get_dataset(config)
   k, factors = config.batch_size, config.coreset
   target_key, prior_key = jax.random.split(jax.random.PRNGKey(args.seed))
   print(f"{args.modes} grid modes, std {dataset.std}, batch {k}, {args.batches} batches per row")

@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
 from benchmarks import coreset_speed, mog_table  # pylint: disable=g-import-not-at-top
-from smallgan_jax import data, distributed, embeddings, train, validation  # pylint: disable=g-import-not-at-top
+from smallgan_jax import datasets, distributed, embeddings, train, validation  # pylint: disable=g-import-not-at-top
 from smallgan_jax.data import images, toy  # pylint: disable=g-import-not-at-top
 
 GENERATED_COUNT = 50_000
@@ -84,14 +84,14 @@ def toy_seconds_per_step(config, steps: int, repeats: int) -> float:
   return coreset_speed.median_ms(lambda: jax.block_until_ready(run(key)), repeats) / 1e3 / steps
 
 
-def generated_dataset(config) -> data.ImageDataset:
+def generated_dataset(config) -> datasets.ImageDataset:
   """Random images of the config's shape with random embedding rows (no dataset needed)."""
   rng = np.random.default_rng(0)
   shape = (config.data.resolution, config.data.resolution, config.data.channels)
   source = images.ArraySource("generated", rng.integers(0, 256, (GENERATED_COUNT, *shape),
                                                         dtype=np.uint8), None)
   rows = rng.standard_normal((GENERATED_COUNT, 32)).astype(np.float32)
-  return data.ImageDataset(source, embeddings.Embeddings(rows, {"dataset": "generated"},
+  return datasets.ImageDataset(source, embeddings.Embeddings(rows, {"dataset": "generated"},
                                                          epath.Path("/dev/null")))
 
 
@@ -121,7 +121,7 @@ def image_seconds_per_step(step, state, inputs, steps: int, warmup: int) -> floa
 
 def measure_image(config, args) -> tuple:
   """(s/step fed by the pipeline, s/step on one ready-made device batch, step bytes)."""
-  dataset = generated_dataset(config) if args.data == "generated" else data.get_dataset(config)
+  dataset = generated_dataset(config) if args.data == "generated" else datasets.get_dataset(config)
   step, state, batches, size = compiled_step(config, dataset)
   if args.memory_only:
     return np.nan, np.nan, size

@@ -18,11 +18,13 @@ Files, in `config.coreset.cache_dir` (local, or gs://...; written atomically, as
 source and the config: dataset, image count and shape, embedding model, its classes and weights'
 sha256, dimension, projection seed, and a sha256 of a fixed sample of the images; any difference
 refuses to train with one line naming both values (`EmbeddingCacheError`). It never rebuilds over
-an array it refuses: delete the two files to rebuild.
+an array it refuses: delete the two files to rebuild. The cache directory, names and fingerprints
+are `caching.py`'s; the embedding networks are those of `smallgan_jax.features`.
 
 On several processes, process 0 builds a missing array and the others wait for it at a barrier
 (`jax.experimental.multihost_utils.sync_global_devices`); the cache directory must then be one all
-hosts see (gs://...). The array can also be built ahead of training:
+hosts see (gs://...). The array can also be built ahead of training, of the images the config
+trains on (with `anomaly_class`, the normal training part of its anomaly split):
 
     python -m smallgan_jax.embeddings --config=configs/fashion_mnist_dcgan.py [--verify]
 
@@ -33,13 +35,11 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 import numbers
 import os
-import re
 import sys
 import time
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from absl import app, flags, logging
 from etils import epath
@@ -50,11 +50,13 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-from smallgan_jax import checkpointing, coreset
+from smallgan_jax import caching, checkpointing, coreset, features
+from smallgan_jax.data import anomaly, images
+from smallgan_jax.features import classifier
+from smallgan_jax.metrics import inception
 
 MODELS = ("inception", "classifier", "pixels")
 FORMAT = 1
-DEFAULT_CACHE_DIR = "~/.cache/smallgan_jax"
 # `config.coreset.<key>`: value taken where the key is absent.
 DEFAULTS = {
     "embedding": "inception",         # One of MODELS.
@@ -62,36 +64,15 @@ DEFAULTS = {
     "projection_seed": 0,             # Seeds the projection matrix (not config.seed: one array
                                       # serves every GAN seed).
     "embedding_classes": None,        # `classifier`: class ids it trains on; None: all.
-    "cache_dir": DEFAULT_CACHE_DIR,   # Local or gs://.
+    "cache_dir": caching.DEFAULT_CACHE_DIR,  # Local or gs://.
     "inception_weights": "",          # `inception`: the FID Inception's converted weights
                                       # ("": `metrics.inception.DEFAULT_WEIGHTS`).
 }
-SAMPLE_SIZE = 64        # Images re-hashed at every load (evenly spaced over the indices).
 BUILD_BATCH = 256       # Images embedded per call while building.
-PROGRESS_EVERY_S = 5.0  # Seconds between progress lines.
 
 
-class EmbeddingCacheError(ValueError):
+class EmbeddingCacheError(caching.CacheError):
   """A stored array that does not belong to this dataset or config; one line, both values."""
-
-
-class ImageSource(Protocol):
-  """What this module needs of a `smallgan_jax.data.images` source (any object with these).
-
-  name: "dataset/split", e.g. "fashion_mnist/train"; shape: (H, W, C); len(source): the count;
-  images(indices) -> uint8 (len, H, W, C) in the order given; labels(indices) -> int64 (len,).
-  """
-  name: str
-  shape: tuple[int, int, int]
-
-  def __len__(self) -> int:
-    ...
-
-  def images(self, indices: np.ndarray) -> np.ndarray:
-    ...
-
-  def labels(self, indices: np.ndarray) -> np.ndarray:
-    ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +82,7 @@ class Settings:
   dim: Optional[int] = DEFAULTS["embedding_dim"]
   seed: int = DEFAULTS["projection_seed"]
   classes: Optional[tuple[int, ...]] = None
-  cache_dir: str = DEFAULT_CACHE_DIR
+  cache_dir: str = caching.DEFAULT_CACHE_DIR
   inception_weights: Optional[str] = None
 
   def __post_init__(self):
@@ -126,92 +107,26 @@ def settings_from_config(config: ml_collections.ConfigDict) -> Settings:
   return Settings(model=value["embedding"], dim=value["embedding_dim"],
                   seed=int(value["projection_seed"]),
                   classes=None if classes is None else tuple(int(c) for c in classes),
-                  cache_dir=value["cache_dir"] or DEFAULT_CACHE_DIR,
+                  cache_dir=value["cache_dir"] or caching.DEFAULT_CACHE_DIR,
                   inception_weights=value["inception_weights"] or None)
 
 
 # ---------------------------------------------------------------------------------------------
-# Paths and atomic writes.
-
-
-def cache_dir_path(cache_dir: str) -> epath.Path:
-  """A URL (gs://...) kept as it is; a local path with ~ expanded, made absolute."""
-  if "://" in cache_dir:
-    return epath.Path(cache_dir)
-  return epath.Path(os.path.abspath(os.path.expanduser(cache_dir)))
-
-
-def file_stem(name: str) -> str:
-  """A source or model name as a file-name part: "/" becomes ".", anything unusual "_"."""
-  return re.sub(r"[^A-Za-z0-9_.+=-]", "_", name.replace("/", "."))
-
-
-def classes_tag(classes: Optional[Sequence[int]]) -> str:
-  """"all", the ids joined ("0-1-2-3-4-5-6-7-9"), or for over 16 classes a short hash."""
-  if classes is None:
-    return "all"
-  if len(classes) <= 16:
-    return "-".join(str(c) for c in classes)
-  return "h" + hashlib.sha256(json.dumps(list(classes)).encode()).hexdigest()[:12]
+# The array's path.
 
 
 def model_tag(settings: Settings) -> str:
+  """The embedding model as a file-name part: `pixels`, `inception` or `classifier-<classes>`."""
   if settings.model == "classifier":
-    return f"classifier-{classes_tag(settings.classes)}"
+    return f"classifier-{classifier.classes_tag(settings.classes)}"
   return settings.model
 
 
 def cache_path(settings: Settings, source_name: str) -> epath.Path:
   """The array's path (`.npy`); its metadata is the same path with `.json`."""
   dim = "raw" if settings.dim is None else f"d{settings.dim}"
-  stem = f"{file_stem(source_name)}.{model_tag(settings)}.{dim}.seed{settings.seed}"
-  return cache_dir_path(settings.cache_dir) / f"{stem}.npy"
-
-
-def meta_path(path: epath.Path) -> epath.Path:
-  return path.with_suffix(".json")
-
-
-def file_sha256(path: epath.Path, chunk: int = 1 << 24) -> str:
-  digest = hashlib.sha256()
-  with epath.Path(path).open("rb") as f:
-    while block := f.read(chunk):
-      digest.update(block)
-  return digest.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# Fingerprints of the images, in index order.
-
-
-def _hash_header(digest: Any, count: int, shape: Sequence[int]) -> None:
-  digest.update(f"uint8 images {count}x{'x'.join(str(s) for s in shape)};".encode())
-
-
-def sample_indices(count: int, size: int = SAMPLE_SIZE) -> np.ndarray:
-  """`size` indices spread evenly over [0, count), the first and last included."""
-  return np.unique(np.linspace(0, count - 1, min(size, count)).round().astype(np.int64))
-
-
-def sample_fingerprint(source: ImageSource, size: int = SAMPLE_SIZE) -> str:
-  """sha256 of the count, the image shape and the images at `sample_indices`: what every load
-  re-hashes (a few images, instead of the whole split)."""
-  digest = hashlib.sha256()
-  indices = sample_indices(len(source), size)
-  _hash_header(digest, len(source), source.shape)
-  digest.update(np.ascontiguousarray(source.images(indices), np.uint8).tobytes())
-  return digest.hexdigest()
-
-
-def full_fingerprint(source: ImageSource, batch: int = 4096) -> str:
-  """sha256 of the count, the image shape and every image in index order (a pass over the data;
-  `build` computes it on the way, `verify` recomputes it)."""
-  digest = hashlib.sha256()
-  _hash_header(digest, len(source), source.shape)
-  for start in range(0, len(source), batch):
-    indices = np.arange(start, min(start + batch, len(source)))
-    digest.update(np.ascontiguousarray(source.images(indices), np.uint8).tobytes())
-  return digest.hexdigest()
+  stem = f"{caching.file_stem(source_name)}.{model_tag(settings)}.{dim}.seed{settings.seed}"
+  return caching.cache_dir_path(settings.cache_dir) / f"{stem}.npy"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +135,8 @@ def full_fingerprint(source: ImageSource, batch: int = 4096) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Embedder:
+  """An embedding model: uint8 images (b, H, W, C) -> float32 (b, raw_dim), and what identifies
+  it in the array's metadata."""
   embed: Callable[[np.ndarray], Any]
   weights: Optional[str] = None          # Path of the weights file, if any.
   weights_sha256: Optional[str] = None
@@ -227,36 +144,29 @@ class Embedder:
 
 
 @jax.jit
-def _pixels(images: jax.Array) -> jax.Array:
-  return images.reshape(images.shape[0], -1).astype(jnp.float32) / 255.0
-
-
-def _inception_features(images: np.ndarray, weights_path: str) -> np.ndarray:
-  """The 2048-d pool3 features of the FID Inception (`smallgan_jax.metrics.inception`)."""
-  from smallgan_jax.metrics import inception  # pylint: disable=g-import-not-at-top
-  return inception.pool3_features(images, weights_path)
+def _pixels(pixels: jax.Array) -> jax.Array:
+  return pixels.reshape(pixels.shape[0], -1).astype(jnp.float32) / 255.0
 
 
 def _inception_weights(settings: Settings) -> epath.Path:
   """The FID Inception's converted weights: `inception_weights`, or the converter's default
   output path when it is empty."""
-  from smallgan_jax.metrics import inception  # pylint: disable=g-import-not-at-top
   return epath.Path(inception.resolve_weights_path(settings.inception_weights))
 
 
 def _inception_embedder(settings: Settings) -> Embedder:
-  from smallgan_jax.metrics import inception  # pylint: disable=g-import-not-at-top
+  """The FID Inception's 2048-d pool3 features (`features.pool3_features`)."""
   weights = _inception_weights(settings)
   if not weights.exists():
     raise ValueError(f"config.coreset.embedding='inception': "
                      f"{inception.missing_weights_message(str(weights))}")
-  return Embedder(embed=functools.partial(_inception_features, weights_path=str(weights)),
-                  weights=str(weights), weights_sha256=file_sha256(weights))
+  return Embedder(embed=functools.partial(features.pool3_features, weights_path=str(weights)),
+                  weights=str(weights), weights_sha256=caching.file_sha256(weights))
 
 
-def _classifier_embedder(settings: Settings, source: ImageSource,
-                         test_source: Optional[ImageSource]) -> Embedder:
-  from smallgan_jax import classifier  # pylint: disable=g-import-not-at-top  # It imports this.
+def _classifier_embedder(settings: Settings, source: images.ImageSource,
+                         test_source: Optional[images.ImageSource]) -> Embedder:
+  """The seed-0 classifier's penultimate features, trained on `source` if not saved."""
   trained = classifier.load_or_train(settings.cache_dir, source, settings.classes,
                                      test_source=test_source)
   return Embedder(embed=trained.features, weights=str(trained.path),
@@ -265,8 +175,8 @@ def _classifier_embedder(settings: Settings, source: ImageSource,
                         "test_accuracy": trained.meta.get("test_accuracy")})
 
 
-def get_embedder(settings: Settings, source: ImageSource,
-                 test_source: Optional[ImageSource] = None) -> Embedder:
+def get_embedder(settings: Settings, source: images.ImageSource,
+                 test_source: Optional[images.ImageSource] = None) -> Embedder:
   """The embedding model `settings.model`; `classifier` is trained on `source` if not saved."""
   if settings.model == "pixels":
     return Embedder(embed=_pixels)
@@ -280,36 +190,14 @@ def _stored_weights_sha256(settings: Settings, source_name: str) -> Optional[str
   where there is nothing to compare (pixels, or a classifier no longer saved)."""
   if settings.model == "inception":
     weights = _inception_weights(settings)
-    return file_sha256(weights) if weights.exists() else None
+    return caching.file_sha256(weights) if weights.exists() else None
   if settings.model == "classifier":
-    from smallgan_jax import classifier  # pylint: disable=g-import-not-at-top
     return classifier.stored_sha256(settings.cache_dir, source_name, settings.classes)
   return None
 
 
 # ---------------------------------------------------------------------------------------------
 # Build.
-
-
-class Progress:
-  """Logs `done/total` with the rate and the time left, at most every `every_s` seconds."""
-
-  def __init__(self, total: int, what: str, unit: str = "images",
-               every_s: float = PROGRESS_EVERY_S):
-    self.total, self.what, self.unit, self.every_s = total, what, unit, every_s
-    self.start = self.last = time.monotonic()
-
-  def update(self, done: int) -> None:
-    now = time.monotonic()
-    if now - self.last < self.every_s and done < self.total:
-      return
-    self.last = now
-    elapsed = max(now - self.start, 1e-9)
-    rate = done / elapsed
-    eta = (self.total - done) / rate if rate > 0 else math.inf
-    logging.info("%s: %d/%d %s (%.1f%%), %.1f %s/s, %.0f s elapsed, ETA %s", self.what, done,
-                 self.total, self.unit, 100.0 * done / max(self.total, 1), rate, self.unit,
-                 elapsed, "unknown" if math.isinf(eta) else f"{eta:.0f} s")
 
 
 def _projector(raw_dim: int, settings: Settings) -> Callable[[Any], np.ndarray]:
@@ -320,15 +208,15 @@ def _projector(raw_dim: int, settings: Settings) -> Callable[[Any], np.ndarray]:
   return lambda x: np.asarray(project(jnp.asarray(x, jnp.float32), matrix))
 
 
-def _read_chunk(source: ImageSource, indices: np.ndarray) -> np.ndarray:
-  images = np.ascontiguousarray(source.images(indices), np.uint8)
-  if images.shape != (len(indices), *source.shape):
-    raise ValueError(f"{source.name}.images gave shape {images.shape} for {len(indices)} "
+def _read_chunk(source: images.ImageSource, indices: np.ndarray) -> np.ndarray:
+  pixels = np.ascontiguousarray(source.images(indices), np.uint8)
+  if pixels.shape != (len(indices), *source.shape):
+    raise ValueError(f"{source.name}.images gave shape {pixels.shape} for {len(indices)} "
                      f"indices; expected {(len(indices), *source.shape)}")
-  return images
+  return pixels
 
 
-def compute(source: ImageSource, embedder: Embedder, settings: Settings,
+def compute(source: images.ImageSource, embedder: Embedder, settings: Settings,
             batch: int = BUILD_BATCH) -> tuple[np.ndarray, str, int]:
   """One pass over `source`: (array (count, dim) float32, full fingerprint, raw dim).
 
@@ -337,8 +225,8 @@ def compute(source: ImageSource, embedder: Embedder, settings: Settings,
   """
   count = len(source)
   digest = hashlib.sha256()
-  _hash_header(digest, count, source.shape)
-  progress = Progress(count, f"Embedding {source.name} ({model_tag(settings)}, "
+  caching.hash_header(digest, count, source.shape)
+  progress = caching.Progress(count, f"Embedding {source.name} ({model_tag(settings)}, "
                       f"{'raw' if settings.dim is None else settings.dim}-d)")
   starts = range(0, count, batch)
   chunk = lambda start: np.arange(start, min(start + batch, count))
@@ -346,27 +234,28 @@ def compute(source: ImageSource, embedder: Embedder, settings: Settings,
   with concurrent.futures.ThreadPoolExecutor(1) as reader:
     pending = reader.submit(_read_chunk, source, chunk(0))
     for start in starts:
-      images = pending.result()
+      pixels = pending.result()
       if start + batch < count:
         pending = reader.submit(_read_chunk, source, chunk(start + batch))
-      digest.update(images.tobytes())
+      digest.update(pixels.tobytes())
       padded = np.zeros((batch, *source.shape), np.uint8)
-      padded[:len(images)] = images
+      padded[:len(pixels)] = pixels
       raw = embedder.embed(padded)
       if project is None:
         raw_dim = int(raw.shape[-1])
         project = _projector(raw_dim, settings)
         array = np.empty((count, raw_dim if settings.dim is None else settings.dim), np.float32)
-      rows = project(raw)[:len(images)]
+      rows = project(raw)[:len(pixels)]
       if not np.isfinite(rows).all():
         raise ValueError(f"the {settings.model} embedding of {source.name} images "
-                         f"{start}..{start + len(images) - 1} is not finite")
-      array[start:start + len(images)] = rows
-      progress.update(start + len(images))
+                         f"{start}..{start + len(pixels) - 1} is not finite")
+      array[start:start + len(pixels)] = rows
+      progress.update(start + len(pixels))
   return array, digest.hexdigest(), raw_dim
 
 
-def build(settings: Settings, source: ImageSource, test_source: Optional[ImageSource] = None,
+def build(settings: Settings, source: images.ImageSource,
+          test_source: Optional[images.ImageSource] = None,
           batch: int = BUILD_BATCH) -> epath.Path:
   """Computes and saves the array and its metadata (overwriting any there); returns its path."""
   if len(source) < 1:
@@ -381,8 +270,8 @@ def build(settings: Settings, source: ImageSource, test_source: Optional[ImageSo
       "count": len(source),
       "image_shape": list(source.shape),
       "fingerprint": fingerprint,
-      "sample_fingerprint": sample_fingerprint(source),
-      "sample_size": SAMPLE_SIZE,
+      "sample_fingerprint": caching.sample_fingerprint(source),
+      "sample_size": caching.SAMPLE_SIZE,
       "model": settings.model,
       "model_info": embedder.info,
       "weights": embedder.weights,
@@ -395,7 +284,8 @@ def build(settings: Settings, source: ImageSource, test_source: Optional[ImageSo
       "build_seconds": round(time.time() - started, 1),
   }
   checkpointing.write_atomically(path, lambda f: np.save(f, array, allow_pickle=False))
-  checkpointing.write_json_atomically(meta_path(path), meta)  # Last: a .json marks a complete array.
+  # Last: a .json marks a complete array.
+  checkpointing.write_json_atomically(caching.meta_path(path), meta)
   logging.info("Saved the %s embeddings of %s (%d x %d) to %s in %.0f s", model_tag(settings),
                source.name, *array.shape, path, meta["build_seconds"])
   return path
@@ -439,7 +329,7 @@ def _dim_words(dim: Optional[int], raw_dim: Optional[int] = None) -> str:
 
 
 def check(path: epath.Path, meta: dict, array_shape: tuple[int, ...], settings: Settings,
-          source: ImageSource, weights_sha256: Optional[str]) -> None:
+          source: images.ImageSource, weights_sha256: Optional[str]) -> None:
   """Raises EmbeddingCacheError, one line naming both values, where the stored array does not
   belong to `source` and `settings`."""
   def differs(what, stored, now):
@@ -476,7 +366,7 @@ def check(path: epath.Path, meta: dict, array_shape: tuple[int, ...], settings: 
     raise _refuse(path, f"was built with {meta['model']} weights of sha256 "
                   f"{meta['weights_sha256']}; {meta['weights'] or 'the weights'} now has sha256 "
                   f"{weights_sha256}")
-  fingerprint = sample_fingerprint(source, meta["sample_size"])
+  fingerprint = caching.sample_fingerprint(source, meta["sample_size"])
   if meta["sample_fingerprint"] != fingerprint:
     raise _refuse(path, f"was built from other images of {source.name!r} (sample sha256 "
                   f"{meta['sample_fingerprint'][:16]}..., the dataset's now {fingerprint[:16]}...)")
@@ -484,16 +374,16 @@ def check(path: epath.Path, meta: dict, array_shape: tuple[int, ...], settings: 
 
 def exists(path: epath.Path) -> bool:
   """Whether a complete array is there (its metadata, written last, is)."""
-  return meta_path(path).exists()
+  return caching.meta_path(path).exists()
 
 
-def load(settings: Settings, source: ImageSource, path: Optional[epath.Path] = None,
+def load(settings: Settings, source: images.ImageSource, path: Optional[epath.Path] = None,
          verify_full: bool = False) -> Embeddings:
   """Loads the array of `settings` and `source` and checks it (`check`); `verify_full` also
   re-hashes every image and the array (a pass over the data). Local arrays are memory-mapped."""
   path = path or cache_path(settings, source.name)
   try:
-    meta = json.loads(meta_path(path).read_text())
+    meta = json.loads(caching.meta_path(path).read_text())
   except (OSError, ValueError) as e:
     raise _refuse(path, f"has unreadable metadata ({type(e).__name__}: "
                   f"{' '.join(str(e).split())})") from None
@@ -515,7 +405,7 @@ def load(settings: Settings, source: ImageSource, path: Optional[epath.Path] = N
   except (KeyError, TypeError) as e:
     raise _refuse(path, f"has incomplete metadata ({type(e).__name__}: {e})") from None
   if verify_full:
-    fingerprint = full_fingerprint(source)
+    fingerprint = caching.full_fingerprint(source)
     if fingerprint != meta["fingerprint"]:
       raise _refuse(path, f"was built from other images of {source.name!r} (sha256 "
                     f"{meta['fingerprint']}, the dataset's now {fingerprint})")
@@ -528,8 +418,8 @@ def load(settings: Settings, source: ImageSource, path: Optional[epath.Path] = N
   return Embeddings(array=array, meta=meta, path=path)
 
 
-def load_or_build(config: ml_collections.ConfigDict, source: ImageSource,
-                  test_source: Optional[ImageSource] = None) -> Embeddings:
+def load_or_build(config: ml_collections.ConfigDict, source: images.ImageSource,
+                  test_source: Optional[images.ImageSource] = None) -> Embeddings:
   """The checked embedding array of `source` for `config.coreset`, built first if missing.
 
   With several processes, process 0 builds and the others wait at a barrier, then load it.
@@ -552,14 +442,15 @@ def load_or_build(config: ml_collections.ConfigDict, source: ImageSource,
 # Command line: python -m smallgan_jax.embeddings --config=...
 
 
-def open_sources(config: ml_collections.ConfigDict) -> tuple[ImageSource, Optional[ImageSource]]:
-  """The split `config.data` names (`smallgan_jax.data.images.get_source`) and, when that is a
-  train split, the dataset's test split if it has one (for the classifier's test accuracy)."""
+def open_sources(config: ml_collections.ConfigDict
+                 ) -> tuple[images.ImageSource, Optional[images.ImageSource]]:
+  """The source a run of `config` trains on (`anomaly.training_sources`: with `anomaly_class`,
+  the normal training part of the anomaly split) and, when `config.data` names a train split, the
+  dataset's test split if it has one (for the classifier's test accuracy)."""
   if "data" not in config:
     raise ValueError(f"config.dataset={config.get('dataset')!r} has no images to embed (no "
                      "config.data block)")
-  from smallgan_jax.data import images  # pylint: disable=g-import-not-at-top
-  train_source = images.get_source(config.data)
+  train_source = anomaly.training_sources(config).train
   test_source = None
   if config.data.split.split("[")[0] == "train":
     try:

@@ -1,6 +1,6 @@
 """Evaluation during training: the dataset's scores of a fixed draw of generated samples, a grid of
 samples, a picture of what the core-set picks from one step's candidates, and for anomaly
-detection (`data.AnomalyDataset`) the AUPRC and ROC AUC of the trained networks' anomaly scores.
+detection (`datasets.AnomalyDataset`) the AUPRC and ROC AUC of the trained networks' anomaly scores.
 
 Every evaluation generates from the same latents (drawn once from `config.seed`), so its scores
 and grids are comparable along a run and across runs of one seed (an image grid shows the first
@@ -29,8 +29,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import ml_collections
 import numpy as np
 
-from smallgan_jax import data, distributed, objectives, sampling, standing_stats
-from smallgan_jax.metrics import fid, grids
+from smallgan_jax import datasets, distributed, features, objectives, sampling, standing_stats
+from smallgan_jax.metrics import grids
 
 GENERATE_BATCH = 500  # Samples generated per call (rounded up to a multiple of local devices).
 
@@ -115,7 +115,7 @@ class Sampler:
     as it is, on one device."""
     size = -(-GENERATE_BATCH // self.data.mesh.size) * self.data.mesh.size
     parts = []
-    for batch_z, count in fid.fixed_batches(z, size):
+    for batch_z, count in features.fixed_batches(z, size):
       if count < size and self.config.eval_batch_stats == "batch":
         parts.append(np.asarray(self.generate_rest(variables, batch_z[:count])))
       else:
@@ -142,7 +142,7 @@ class Evaluator:
     """(the generator's samples of the fixed latents, the dataset's scores of the run)."""
     samples = self.samples(generator_variables(self.config, state))
     metrics = self.dataset.evaluate(samples)
-    if isinstance(self.dataset, data.AnomalyDataset):
+    if isinstance(self.dataset, datasets.AnomalyDataset):
       networks = anomaly_networks(self.config, state, self.dataset.source)
       metrics.update(self.dataset.anomaly_metrics(
           functools.partial(self.score_images, *networks)))

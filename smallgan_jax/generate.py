@@ -17,8 +17,8 @@ from absl import app, flags, logging
 import jax
 import numpy as np
 
-from smallgan_jax import checkpointing, runs, sampling
-from smallgan_jax.metrics import fid, grids
+from smallgan_jax import checkpointing, features, runs, sampling
+from smallgan_jax.metrics import grids
 
 FLAGS = flags.FLAGS
 CHUNK = 2_000  # Samples generated and written at a time.
@@ -60,7 +60,7 @@ def generate(workdir: str, step, num: int, out: str, seed: int = 0) -> str:
   with concurrent.futures.ThreadPoolExecutor() as pool:
     for z in latent_chunks(config, num, seed):
       images = sample(z)
-      pixels = fid.to_pixels(images)
+      pixels = features.to_pixels(images)
       if written == 0:
         grids.save_image_grid(grid_path(out), images[:GRID])
       if as_npz:

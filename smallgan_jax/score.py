@@ -19,7 +19,7 @@ from typing import Any, Optional
 from absl import app, flags, logging
 import numpy as np
 
-from smallgan_jax import checkpointing, data, evaluation, runs
+from smallgan_jax import checkpointing, datasets, evaluation, runs
 
 FLAGS = flags.FLAGS
 SCORES_FILE = "scores.json"
@@ -62,7 +62,7 @@ def score_run(workdir: str, step: Optional[int], num: int,
   """Scores the checkpoint of `step` (default: the newest) of the run in `workdir` on `num`
   samples; returns the scores.json entry it appended."""
   config = scoring_config(workdir, num, features)
-  dataset = data.get_dataset(config)
+  dataset = datasets.get_dataset(config)
   if reference_out:
     write_reference(dataset, reference_out)
   state, step = runs.restore_state(workdir, config, step)

@@ -14,7 +14,6 @@ import functools
 from typing import Any, Callable, Optional
 
 import flax
-from flax.training import train_state
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -24,8 +23,8 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from smallgan_jax import checkpointing, data, distributed, evaluation, losses, models, preemption
-from smallgan_jax import objectives, sampling, topk, validation, watchdog
+from smallgan_jax import checkpointing, datasets, distributed, evaluation, losses, models
+from smallgan_jax import objectives, preemption, sampling, topk, validation, watchdog
 from smallgan_jax.model_state import ModelState, apply_model
 from smallgan_jax.data import pipeline
 
@@ -408,7 +407,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   step reached when SIGTERM or SIGINT arrives.
   """
   validation.validate_config(config, jax.device_count())
-  dataset = data.get_dataset(config)
+  dataset = datasets.get_dataset(config)
   workdir = checkpointing.prepare_workdir(workdir)
   layout = checkpointing.device_layout()
   checkpointing.check_same_run(workdir, config, layout)

@@ -23,9 +23,9 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional
 from flax import traverse_util
 import ml_collections
 
-from smallgan_jax import data, embeddings, losses, models, objectives, sampling, topk
+from smallgan_jax import datasets, embeddings, losses, models, objectives, sampling, topk
 from smallgan_jax import standing_stats
-from smallgan_jax.data import images
+from smallgan_jax.data import anomaly, images
 from smallgan_jax.metrics import image_scores
 
 SCHEDULES = ("constant", "linear")  # Learning-rate schedules `train.create_optimizer` builds.
@@ -63,7 +63,7 @@ BOOL = Check(lambda v: isinstance(v, bool), "True or False")
 
 FIELDS = {
     "seed": SEED,
-    "dataset": one_of(data.DATASETS),
+    "dataset": one_of(datasets.DATASETS),
     "num_modes": POSITIVE_INT,  # And a perfect square for the grid: see `_cross_field_error`.
     "mog_std": POSITIVE,
     "mog_spacing": POSITIVE,
@@ -178,7 +178,7 @@ EMBEDDING_FIELDS = {
 # (`data/anomaly.py`): a config with either key needs both.
 MEG_FIELDS = {"meg.entropy_weight": NON_NEGATIVE}
 ANOMALY_FIELDS = {"anomaly_class": Check(lambda v: _is_int(v) and v >= 0, "a class id >= 0"),
-                  "anomaly_split": one_of(data.anomaly.SPLITS)}
+                  "anomaly_split": one_of(anomaly.SPLITS)}
 
 
 # What an image config's evaluations score, `config.fid` (`image_scores.fid_config`).

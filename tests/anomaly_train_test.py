@@ -13,7 +13,7 @@ import pytest
 from sklearn import metrics as sk_metrics
 
 from configs import fashion_mnist_bigan, fashion_mnist_meg
-from smallgan_jax import data, distributed, evaluation, losses, objectives, standing_stats, train
+from smallgan_jax import datasets, distributed, evaluation, losses, objectives, standing_stats, train
 from smallgan_jax.data import anomaly, images, pipeline
 from tests.evaluation_test import Recorder
 from tests.image_gans_test import run_on_4_devices
@@ -71,7 +71,7 @@ def test_trains_on_4_devices(idx_dir, tmp_path, config, d_updates, aux_updates):
 
 def one_step(config):
   """(state before, state after, metrics) of one step on this process's devices."""
-  dataset = data.get_dataset(config)
+  dataset = datasets.get_dataset(config)
   mesh = distributed.device_mesh()
   state = train.replicated_state(config, dataset, mesh)
   before = jax.tree.map(np.asarray, state)
@@ -115,8 +115,8 @@ def test_evaluation_scores_the_test_images_with_the_anomaly_score(idx_dir, tmp_p
   """The AUPRC an evaluation writes is sklearn's average precision of the networks' scores of
   the test images; for MEG the score is the energy -D(x)."""
   config = tiny(config_module.get_config(), idx_dir, str(tmp_path))
-  dataset = data.get_dataset(config)
-  assert isinstance(dataset, data.AnomalyDataset)
+  dataset = datasets.get_dataset(config)
+  assert isinstance(dataset, datasets.AnomalyDataset)
   _, state, _ = one_step(config)
   networks = jax.tree.map(distributed.host_value, (state.g, state.d, state.aux))
   score = jax.jit(lambda *n: objectives.anomaly_scores(config, *n))
@@ -155,11 +155,11 @@ def test_meg_run_through_main_resumes_bit_for_bit(idx_dir, tmp_path):
 
 @pytest.mark.parametrize("kind", ["clean", "reference"])
 def test_the_split_key_chooses_the_datasets_split(idx_dir, tmp_path, kind):
-  """`config.anomaly_split` reaches `data.get_dataset`: its training and test images are the
+  """`config.anomaly_split` reaches `datasets.get_dataset`: its training and test images are the
   split's of that kind (data/anomaly.py), of all 128 pooled images."""
   config = tiny(fashion_mnist_meg.get_config(), idx_dir, str(tmp_path))
   config.anomaly_split = kind
-  dataset = data.get_dataset(config)
+  dataset = datasets.get_dataset(config)
   labels = images.get_source(config.data).labels(np.arange(128))
   split = anomaly.anomaly_split(labels, config.anomaly_class, kind=kind)
   np.testing.assert_array_equal(dataset.source.indices, split.train_indices)
@@ -175,7 +175,7 @@ def test_bigan_evaluation_scores_with_standing_statistics(idx_dir, tmp_path):
   variance = scale^2 var / (var + eps)."""
   config = tiny(fashion_mnist_bigan.get_config(), idx_dir, str(tmp_path))
   config.eval_standing_samples = 40
-  dataset = data.get_dataset(config)
+  dataset = datasets.get_dataset(config)
   _, state, _ = one_step(config)
   off = lambda n: n.replace(collections=jax.tree.map(lambda x: x * 5 + 2, n.collections))
   corrupted = state.replace(g=off(state.g), aux=off(state.aux))

@@ -1,6 +1,6 @@
-"""Tests for smallgan_jax.classifier and models/classifier.py on tiny synthetic images: training
-on a class list, test accuracy, save with checksum and reuse, each refusal, and the `classifier`
-embedding array built from it. (The >= 90% Fashion-MNIST accuracy is measured by
+"""Tests for smallgan_jax.features.classifier and models/classifier.py on tiny synthetic images:
+training on a class list, test accuracy, save with checksum and reuse, each refusal, and the
+`classifier` embedding array built from it. (The >= 90% Fashion-MNIST accuracy is measured by
 benchmarks/classifier_accuracy.py, which needs the dataset package.)"""
 import functools
 import json
@@ -11,7 +11,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from smallgan_jax import classifier, embeddings
+from smallgan_jax import caching, embeddings
+from smallgan_jax.features import classifier
 from smallgan_jax.models import classifier as classifier_model
 from tests.embeddings_test import ArraySource, assert_one_line_naming
 
@@ -80,8 +81,8 @@ def test_saved_with_checksum_and_reused(tmp_path, trained, sources, monkeypatch)
   path = classifier.weights_path(str(tmp_path), train_source.name, None)
   saved = classifier.save(trained, path)
   assert path.name == "quads.train.classifier-all.msgpack"
-  meta = json.loads(embeddings.meta_path(path).read_text())
-  assert meta["sha256"] == embeddings.file_sha256(path) == saved.meta["sha256"]
+  meta = json.loads(caching.meta_path(path).read_text())
+  assert meta["sha256"] == caching.file_sha256(path) == saved.meta["sha256"]
   assert classifier.stored_sha256(str(tmp_path), train_source.name, None) == meta["sha256"]
 
   monkeypatch.setattr(classifier, "train", lambda *args, **kwargs: pytest.fail("retrained"))
@@ -111,7 +112,7 @@ def test_a_saved_classifier_that_does_not_match_is_refused(tmp_path, trained, so
     source = ArraySource(train_source.name, 255 - train_source._images, train_source._labels)
   else:
     path.write_bytes(path.read_bytes()[:-1] + b"\0")
-  with pytest.raises(embeddings.EmbeddingCacheError) as error:
+  with pytest.raises(caching.CacheError) as error:
     classifier.load_or_train(str(tmp_path), source, None, settings=settings)
   assert_one_line_naming(error, *parts, "delete it and its .json to retrain it")
 

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks.coreset_reference import greedy_k_center_numpy
 from smallgan_jax import coreset
 from smallgan_jax import coreset_pallas
-from smallgan_jax.coreset_reference import greedy_k_center_numpy
 
 
 def _small_int_sets(seed, sets, n, d, high=3):

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smallgan_jax import coreset
-from smallgan_jax.coreset_reference import (covering_radius, greedy_k_center_numpy,
+from benchmarks.coreset_reference import (covering_radius, greedy_k_center_numpy,
                                             greedy_k_center_sklearn)
+from smallgan_jax import coreset
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -116,7 +116,7 @@ _PMAP_CHECK = textwrap.dedent("""
     import functools
     import jax, jax.numpy as jnp, numpy as np
     from smallgan_jax.coreset import greedy_k_center
-    from smallgan_jax.coreset_reference import greedy_k_center_numpy
+    from benchmarks.coreset_reference import greedy_k_center_numpy
     assert jax.device_count() == 8, jax.devices()
     sets = np.random.default_rng(50).standard_normal((8, 96, 10)).astype(np.float32)
     sets[3] = np.repeat(sets[3, :32], 3, axis=0)

@@ -10,7 +10,7 @@ import prdc
 import pytest
 
 from configs import fashion_mnist_dcgan
-from smallgan_jax import validation
+from smallgan_jax import features, validation
 from smallgan_jax.metrics import coverage, fid, image_scores
 from tests.fid_test import _Source, classifier, weights_file  # pylint: disable=unused-import
 
@@ -167,11 +167,11 @@ def test_inception_logits_are_pool3_times_the_torch_fc_weight_without_bias(weigh
   """torch-fidelity's `logits_unbiased`: x.mm(fc.weight.T), from the weights as pytorch-fid
   stores them (fc.weight (1008, 2048))."""
   path, flat = weights_file
-  network = fid.load_inception(str(path))
+  network = features.load_inception(str(path))
   torch_fc_weight = flat["params/fc/kernel"].T
-  features = np.random.default_rng(10).uniform(0, 1, (4, 2048)).astype(np.float32)
-  np.testing.assert_allclose(network.logits(features),
-                             features.astype(np.float64) @ torch_fc_weight.T, rtol=1e-5,
+  pool3 = np.random.default_rng(10).uniform(0, 1, (4, 2048)).astype(np.float32)
+  np.testing.assert_allclose(network.logits(pool3),
+                             pool3.astype(np.float64) @ torch_fc_weight.T, rtol=1e-5,
                              atol=1e-5)
   assert np.abs(flat["params/fc/bias"]).max() > 0  # The bias would have shown.
 
@@ -189,7 +189,7 @@ def test_reference_features_are_the_seeded_subsets_cached_once_and_refused_if_st
   indices = fid.subset_indices(250, 100)
   assert len(set(indices)) == 100 and np.all(np.diff(indices) > 0)
   assert not np.array_equal(indices, np.arange(100))  # A draw, not the first images.
-  want = np.concatenate(list(fid.iter_features(classifier, images[indices], batch_size=64)))
+  want = np.concatenate(list(features.iter_features(classifier, images[indices], batch_size=64)))
   np.testing.assert_array_equal(first, want)
   served = source.served
   second = fid.reference_features(source, classifier, 100, str(tmp_path), batch_size=64)
@@ -217,11 +217,11 @@ def test_features_of_another_subset_are_refused(classifier, tmp_path, monkeypatc
 # What a feature network's score returns, and the config.
 
 
-def _pixel_network(name="mean-pixel", logits=None) -> fid.FeatureNetwork:
+def _pixel_network(name="mean-pixel", logits=None) -> features.FeatureNetwork:
   """Features: each image's mean pixel and its first pixel, over 255."""
   apply = lambda variables, pixels: jnp.stack(
       [pixels.reshape(len(pixels), -1).mean(1), pixels.reshape(len(pixels), -1)[:, 0]], 1) / 255
-  return fid.FeatureNetwork(name, apply, {}, "0" * 64, logits)
+  return features.FeatureNetwork(name, apply, {}, "0" * 64, logits)
 
 
 def test_a_networks_score_is_a_dict_named_with_its_fids_prefix():
@@ -229,8 +229,8 @@ def test_a_networks_score_is_a_dict_named_with_its_fids_prefix():
   real, fake = rng.integers(0, 256, (2, 200, 4, 4, 1), dtype=np.uint8)
   weights = rng.normal(size=(2, 6))
   network = _pixel_network(logits=lambda features: features @ weights)
-  real_features = np.concatenate(list(fid.iter_features(network, real)))
-  fake_features = np.concatenate(list(fid.iter_features(network, fake)))
+  real_features = np.concatenate(list(features.iter_features(network, real)))
+  fake_features = np.concatenate(list(features.iter_features(network, fake)))
   settings = coverage.Settings(kid_subset_size=50)
   reference = coverage.RealReference.build(real_features, settings)
   stats = fid.feature_statistics(real_features)

@@ -1,5 +1,5 @@
 """The target core-set trains the critic on the images whose embeddings it picked, through the real
-image path: the host stream (`data.ImageDataset.batches`, rows by `embeddings.Embeddings.rows`)
+image path: the host stream (`datasets.ImageDataset.batches`, rows by `embeddings.Embeddings.rows`)
 feeding the jitted step of `train.make_train_step(streamed=True)`.
 
 Each image spells its own dataset index (tests/pipeline_test.py's `NumberedSource`) and row i of
@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from smallgan_jax import data, distributed, embeddings, train
+from smallgan_jax import datasets, distributed, embeddings, train
 from smallgan_jax.data import images, pipeline
 from tests.image_gans_test import run_on_4_devices
 from tests.pipeline_test import NumberedSource, spelled
@@ -118,7 +118,7 @@ def assert_critic_trains_on_the_picked_images(scope):
   indices, of one candidate set the stream draws for that step (and device), each set once."""
   config = pairing_config(scope)
   rows = embedding_rows()
-  dataset = data.ImageDataset(NumberedSource(DATASET_SIZE),
+  dataset = datasets.ImageDataset(NumberedSource(DATASET_SIZE),
                               embeddings.Embeddings(rows, {"dataset": "numbered/train"}, None))
   recorder = Recorder(distributed.AXIS)
   trained = trained_indices(config, dataset, recorder)

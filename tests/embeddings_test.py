@@ -10,11 +10,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from smallgan_jax import coreset, embeddings
+from smallgan_jax import caching, coreset, embeddings, features
 
 
 class ArraySource:
-  """An in-memory image source (the `embeddings.ImageSource` protocol) that counts the images it
+  """An in-memory image source (the `images.ImageSource` protocol) that counts the images it
   hands out."""
 
   def __init__(self, name, images, labels=None):
@@ -73,13 +73,13 @@ def test_build_projects_pixels_and_reuse_reads_only_the_sample(tmp_path):
   assert meta["dataset"] == "mock/train" and meta["count"] == 40 and meta["raw_dim"] == 30
   assert meta["image_shape"] == [6, 5, 1] and meta["model"] == "pixels"
   assert meta["embedding_dim"] == 8 and meta["projection_seed"] == 3
-  assert meta["fingerprint"] == embeddings.full_fingerprint(source)
-  assert meta["sample_fingerprint"] == embeddings.sample_fingerprint(source)
+  assert meta["fingerprint"] == caching.full_fingerprint(source)
+  assert meta["sample_fingerprint"] == caching.sample_fingerprint(source)
 
   source.served = 0
   mtime = os.stat(path).st_mtime_ns
   again = embeddings.load_or_build(config, source)
-  assert source.served <= embeddings.SAMPLE_SIZE  # Reused: only the sample is re-hashed.
+  assert source.served <= caching.SAMPLE_SIZE  # Reused: only the sample is re-hashed.
   assert os.stat(path).st_mtime_ns == mtime
   np.testing.assert_array_equal(again.array, built.array)
   indices = np.array([[3, 0], [39, 3]])
@@ -102,7 +102,7 @@ def test_build_does_not_depend_on_the_batch_size(tmp_path):
   second = embeddings.compute(source, embeddings.get_embedder(settings, source), settings,
                               batch=64)
   np.testing.assert_allclose(first[0], second[0], rtol=1e-6)
-  assert first[1] == second[1] == embeddings.full_fingerprint(source)
+  assert first[1] == second[1] == caching.full_fingerprint(source)
 
 
 def _copy_cache(settings_from, settings_to, name_from, name_to):
@@ -110,7 +110,7 @@ def _copy_cache(settings_from, settings_to, name_from, name_to):
   source_path = embeddings.cache_path(settings_from, name_from)
   target = embeddings.cache_path(settings_to, name_to)
   target.write_bytes(source_path.read_bytes())
-  embeddings.meta_path(target).write_text(embeddings.meta_path(source_path).read_text())
+  caching.meta_path(target).write_text(caching.meta_path(source_path).read_text())
 
 
 @pytest.mark.parametrize("change,parts", [
@@ -158,7 +158,7 @@ def test_other_images_are_refused_by_the_sample_and_the_full_check(tmp_path):
   assert_one_line_naming(error, "was built from other images of 'mock/train'", "sample sha256")
 
   unsampled = source._images.copy()
-  missed = sorted(set(range(100)) - set(embeddings.sample_indices(100).tolist()))[0]
+  missed = sorted(set(range(100)) - set(caching.sample_indices(100).tolist()))[0]
   unsampled[missed] ^= 1
   embeddings.load(settings, ArraySource(source.name, unsampled))  # The sample misses it...
   with pytest.raises(embeddings.EmbeddingCacheError) as error:  # ...the full check does not.
@@ -179,11 +179,11 @@ def test_tampered_files_are_refused(tmp_path):
   assert_one_line_naming(error, "holds 8-d embeddings of shape (40, 4)")
   meta = dict(built.meta)
   del meta["dataset"]
-  embeddings.meta_path(built.path).write_text(json.dumps(meta))
+  caching.meta_path(built.path).write_text(json.dumps(meta))
   with pytest.raises(embeddings.EmbeddingCacheError) as error:
     embeddings.load_or_build(config, source)
   assert_one_line_naming(error, "has incomplete metadata (KeyError: 'dataset')")
-  embeddings.meta_path(built.path).write_text("{not json")
+  caching.meta_path(built.path).write_text("{not json")
   with pytest.raises(embeddings.EmbeddingCacheError) as error:
     embeddings.load_or_build(config, source)
   assert_one_line_naming(error, "has unreadable metadata")
@@ -195,7 +195,7 @@ def test_an_array_without_metadata_is_rebuilt(tmp_path):
   config = config_for(tmp_path)
   built = embeddings.load_or_build(config, source)
   want = np.array(built.array)
-  embeddings.meta_path(built.path).unlink()
+  caching.meta_path(built.path).unlink()
   os.remove(built.path)  # Not overwritten in place: `built.array` maps that file.
   np.save(os.fspath(built.path), np.zeros((2, 2), np.float32))
   np.testing.assert_array_equal(embeddings.load_or_build(config, source).array, want)
@@ -244,7 +244,6 @@ def test_settings_defaults_and_bad_values(tmp_path):
 
 
 def test_inception_embeds_pool3_features_and_records_its_weights(tmp_path, monkeypatch):
-  from smallgan_jax.metrics import inception  # pylint: disable=g-import-not-at-top
   source = mock_source()
   missing = tmp_path / "missing.npz"
   with pytest.raises(ValueError) as error:
@@ -260,12 +259,12 @@ def test_inception_embeds_pool3_features_and_records_its_weights(tmp_path, monke
     calls.append(weights_path)
     return np.tile(images.reshape(len(images), -1)[:, :1].astype(np.float32), (1, 2048))
 
-  monkeypatch.setattr(inception, "pool3_features", pool3_features)
+  monkeypatch.setattr(features, "pool3_features", pool3_features)
   config = config_for(tmp_path, embedding="inception", inception_weights=str(weights))
   built = embeddings.load_or_build(config, source)
   assert set(calls) == {str(weights)} and built.array.shape == (40, 8)
   assert built.meta["raw_dim"] == 2048 and built.meta["weights"] == str(weights)
-  assert built.meta["weights_sha256"] == embeddings.file_sha256(weights)
+  assert built.meta["weights_sha256"] == caching.file_sha256(weights)
   weights.write_bytes(b"other weights")
   with pytest.raises(embeddings.EmbeddingCacheError) as error:
     embeddings.load_or_build(config, source)
@@ -311,12 +310,27 @@ def test_command_reads_the_config_data_block(tmp_path, capsys):
     embeddings.open_sources(config_for(tmp_path))
 
 
-def test_progress_logs_the_rate_and_the_time_left(caplog, monkeypatch):
-  clock = iter([100.0, 104.0, 110.0])
-  monkeypatch.setattr(embeddings.time, "monotonic", lambda: next(clock))
-  progress = embeddings.Progress(1000, "Embedding mock/train", every_s=5.0)
-  with caplog.at_level("INFO"):
-    progress.update(100)  # 4 s after the start: too soon for a line.
-    progress.update(250)
-  assert [r.getMessage() for r in caplog.records] == [
-      "Embedding mock/train: 250/1000 images (25.0%), 25.0 images/s, 10 s elapsed, ETA 30 s"]
+def test_command_builds_the_array_an_anomaly_config_trains_on(tmp_path, capsys):
+  """With `anomaly_class` a run trains on the normal part of the pooled split: the command builds
+  that part's array (the one `datasets.get_dataset` loads), not the pooled split's."""
+  from smallgan_jax.data import anomaly, images  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  for prefix, n in (("train", 30), ("t10k", 10)):
+    _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+    _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 3)
+  config = config_for(tmp_path)
+  config.data = images.data_config(source="idx", name="tiny", split="all", idx_dir=str(tmp_path),
+                                   resolution=28, channels=1)
+  config.anomaly_class, config.anomaly_split = 1, "clean"
+  pooled = images.get_source(config.data)
+  train_part, _, _ = anomaly.anomaly_sources(pooled, 1, kind="clean")
+  source, test_source = embeddings.open_sources(config)
+  assert (source.name, test_source) == ("tiny/all-anomaly1-seed42-train", None)
+  np.testing.assert_array_equal(source.indices, train_part.indices)
+  assert not np.isin(source.indices, np.flatnonzero(pooled.labels(np.arange(40)) == 1)).any()
+  loaded = embeddings.run(config)
+  assert loaded.path.name == "tiny.all-anomaly1-seed42-train.pixels.d8.seed3.npy"
+  assert loaded.array.shape == (len(train_part), 8)
+  assert loaded.path == embeddings.cache_path(embeddings.settings_from_config(config),
+                                              anomaly.training_sources(config).train.name)
+  assert "all-anomaly1-seed42-train" in capsys.readouterr().out

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import fashion_mnist_dcgan, toy_mog
-from smallgan_jax import coreset_reference, data, distributed, embeddings, evaluation, train
+from benchmarks import coreset_reference
+from smallgan_jax import datasets, distributed, embeddings, evaluation, features, train
 from smallgan_jax.data import images, pipeline
 from smallgan_jax.metrics import fid, grids, image_scores
 
@@ -40,11 +41,11 @@ def tiny_image_config(tmp_path, factor_target: int = 4) -> ml_collections.Config
   return config
 
 
-def tiny_image_dataset(tmp_path, config) -> data.ImageDataset:
+def tiny_image_dataset(tmp_path, config) -> datasets.ImageDataset:
   rng = np.random.default_rng(0)
   source = images.ArraySource("tiny", rng.integers(0, 256, (40, 4, 4, 1), dtype=np.uint8), None)
   rows = embeddings.load_or_build(config, source) if config.coreset.factor_target > 1 else None
-  return data.ImageDataset(source, rows)
+  return datasets.ImageDataset(source, rows)
 
 
 @pytest.mark.parametrize("step", [1, 7])
@@ -65,7 +66,7 @@ def test_image_picks_are_the_greedy_k_center_picks_of_the_steps_candidates(tmp_p
 
 def test_toy_picks_picture_both_core_sets():
   config = toy_mog.get_config()
-  pixels = data.get_dataset(config).coreset_picks(config, 100, num_devices=1)
+  pixels = datasets.get_dataset(config).coreset_picks(config, 100, num_devices=1)
   assert pixels.ndim == 3 and pixels.shape[-1] == 3 and pixels.dtype == np.uint8
   green = np.all(np.abs(pixels.astype(int) - (44, 160, 44)) < 8, axis=-1)  # tab:green picks.
   half = pixels.shape[1] // 2
@@ -76,10 +77,10 @@ class MeanPixelNetwork:
   """A FeatureNetwork whose features are each image's mean and its first pixel."""
 
   @staticmethod
-  def network() -> fid.FeatureNetwork:
+  def network() -> features.FeatureNetwork:
     apply = lambda variables, pixels: jnp.stack(
         [pixels.reshape(len(pixels), -1).mean(1), pixels.reshape(len(pixels), -1)[:, 0]], 1)
-    return fid.FeatureNetwork("mean-pixel", apply, {}, "0" * 64)
+    return features.FeatureNetwork("mean-pixel", apply, {}, "0" * 64)
 
 
 def test_image_scores_are_the_frechet_distance_of_the_samples_pixels():
@@ -87,17 +88,17 @@ def test_image_scores_are_the_frechet_distance_of_the_samples_pixels():
   real = rng.integers(0, 256, (300, 4, 4, 1), dtype=np.uint8)
   network = MeanPixelNetwork.network()
   score = image_scores.FIDScore("classifier_fid", network, fid.image_statistics(network, real))
-  dataset = data.ImageDataset(images.ArraySource("tiny", real, None), None, (score,))
+  dataset = datasets.ImageDataset(images.ArraySource("tiny", real, None), None, (score,))
   as_generated = real.astype(np.float32) / 127.5 - 1
   assert dataset.evaluate(as_generated)["classifier_fid"] == pytest.approx(0, abs=1e-6)
   shifted = dataset.evaluate(np.clip(as_generated + 0.5, -1, 1))["classifier_fid"]
-  features = np.asarray(network.apply({}, fid.to_pixels(np.clip(as_generated + 0.5, -1, 1))))
-  expected = fid.fid(fid.feature_statistics(features), score.reference)
+  rows = np.asarray(network.apply({}, features.to_pixels(np.clip(as_generated + 0.5, -1, 1))))
+  expected = fid.fid(fid.feature_statistics(rows), score.reference)
   assert shifted == pytest.approx(expected, rel=1e-9) and shifted > 100
 
 
 def one_device_run(config):
-  dataset = data.get_dataset(config)
+  dataset = datasets.get_dataset(config)
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), (distributed.AXIS,))
   return dataset, train.replicated_state(config, dataset, mesh), train.make_train_step(
       config, dataset, mesh)
@@ -228,7 +229,7 @@ def test_an_image_evaluation_writes_each_networks_coverage_scores(tmp_path, monk
   source = images.ArraySource("tiny", pixels, None)
   monkeypatch.setattr(image_scores, "feature_network",
                       lambda config, feature, source: MeanPixelNetwork.network())
-  dataset = data.ImageDataset(source, None, image_scores.fid_scores(config, source))
+  dataset = datasets.ImageDataset(source, None, image_scores.fid_scores(config, source))
   assert len(dataset.scores[0].real.features) == 60
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), (distributed.AXIS,))
   state = train.replicated_state(config, dataset, mesh)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
+from smallgan_jax import features
 from smallgan_jax.metrics import convert_inception, fid, inception
 from smallgan_jax.models import classifier as classifier_model
 
@@ -101,7 +102,7 @@ def test_statistics_in_batches_equal_numpy_in_float64():
 
 
 def test_to_pixels_rounds_and_clips():
-  np.testing.assert_array_equal(fid.to_pixels(np.array([-2.0, -1.0, 0.0, 1.0, 3.0, np.nan])),
+  np.testing.assert_array_equal(features.to_pixels(np.array([-2.0, -1.0, 0.0, 1.0, 3.0, np.nan])),
                                 [0, 0, 128, 255, 255, 0])
 
 
@@ -199,8 +200,8 @@ def weights_file(tmp_path_factory):
 
 def test_missing_weights_fail_in_one_line_saying_how_to_get_them(tmp_path):
   path = tmp_path / "absent.npz"
-  with pytest.raises(fid.MissingWeightsError) as error:
-    fid.load_inception(str(path), download=False)
+  with pytest.raises(inception.MissingWeightsError) as error:
+    features.load_inception(str(path), download=False)
   message = str(error.value)
   assert "\n" not in message and str(path) in message
   assert inception.WEIGHTS_URL in message and "convert_inception" in message
@@ -224,15 +225,15 @@ def test_inception_outputs_pool3_and_logits_and_features_do_not_depend_on_the_ba
   shapes = jax.eval_shape(inception.FIDInceptionV3().apply, inception.variable_shapes(),
                           jax.ShapeDtypeStruct((2, 28, 28, 1), np.float32))
   assert {k: v.shape for k, v in shapes.items()} == {"pool3": (2, 2048), "logits": (2, 1008)}
-  network = fid.load_inception(str(weights_file[0]))
+  network = features.load_inception(str(weights_file[0]))
   images = np.random.default_rng(4).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
-  rows = np.concatenate(list(fid.iter_features(network, images, batch_size=2)))
-  alone = np.concatenate(list(fid.iter_features(network, [images[2:]], batch_size=2)))
+  rows = np.concatenate(list(features.iter_features(network, images, batch_size=2)))
+  alone = np.concatenate(list(features.iter_features(network, [images[2:]], batch_size=2)))
   assert rows.shape == (3, 2048) and np.isfinite(rows).all() and rows.std() > 0
   np.testing.assert_allclose(alone[0], rows[2], rtol=1e-6, atol=1e-6)
-  assert fid.load_inception(str(weights_file[0])) is network  # Loaded and compiled once.
+  assert features.load_inception(str(weights_file[0])) is network  # Loaded and compiled once.
   # The embeddings' entry point: the same network and compiled program, on a batch of 2.
-  np.testing.assert_allclose(inception.pool3_features(images[:2], str(weights_file[0])),
+  np.testing.assert_allclose(features.pool3_features(images[:2], str(weights_file[0])),
                              rows[:2], rtol=1e-6, atol=1e-6)
 
 
@@ -241,7 +242,7 @@ def test_inception_outputs_pool3_and_logits_and_features_do_not_depend_on_the_ba
 
 
 class _Source:
-  """A minimal `embeddings.ImageSource` that counts the images it hands out."""
+  """A minimal `images.ImageSource` that counts the images it hands out."""
 
   def __init__(self, images, name="toy/train"):
     self.name, self.shape, self._images, self.served = name, images.shape[1:], images, 0
@@ -262,7 +263,7 @@ def classifier():
   params = jax.tree.map(lambda s: rng.normal(0, 0.3, s.shape).astype(np.float32), shapes)
   trained = types.SimpleNamespace(model=model, params=params,
                                   meta={"sha256": "ab" * 32, "classes": None})
-  return fid.classifier_network(trained)
+  return features.classifier_network(trained)
 
 
 @pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # Dead ReLUs: singular.
@@ -271,10 +272,10 @@ def test_classifier_fid_is_zero_for_one_set_and_positive_for_another(classifier)
   real = rng.integers(0, 256, (300, 28, 28, 1), dtype=np.uint8)
   dark = (real // 4).astype(np.uint8)
   stats_real = fid.image_statistics(classifier, real, batch_size=128)
-  features = np.concatenate(list(fid.iter_features(classifier, real, batch_size=128)))
-  want = fid.feature_statistics(features)
+  rows = np.concatenate(list(features.iter_features(classifier, real, batch_size=128)))
+  want = fid.feature_statistics(rows)
   np.testing.assert_allclose(stats_real.sigma, want.sigma, rtol=1e-8, atol=1e-10)
-  assert classifier.name == "classifier-all" and features.shape == (300, 16)
+  assert classifier.name == "classifier-all" and rows.shape == (300, 16)
   assert fid.fid(stats_real, stats_real) == pytest.approx(0.0, abs=1e-6)
   assert fid.fid(stats_real, fid.image_statistics(classifier, dark, batch_size=128)) > 1.0
 

@@ -19,8 +19,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from smallgan_jax import data, distributed, embeddings, sampling, train
-from smallgan_jax.coreset_reference import greedy_k_center_numpy
+from benchmarks.coreset_reference import greedy_k_center_numpy
+from smallgan_jax import datasets, distributed, embeddings, sampling, train
 from smallgan_jax.data import images, pipeline
 from tests.train_test import small_config
 
@@ -60,12 +60,12 @@ def paper_config(name: str, target_scope: str = "global") -> ml_collections.Conf
   return config
 
 
-def tiny_dataset() -> data.ImageDataset:
+def tiny_dataset() -> datasets.ImageDataset:
   """Random 16x16 RGB images, each with a random embedding row of its own."""
   rng = np.random.default_rng(0)
   pixels = rng.integers(0, 256, (DATASET_SIZE, RESOLUTION, RESOLUTION, 3), dtype=np.uint8)
   rows = rng.normal(size=(DATASET_SIZE, EMB_DIM)).astype(np.float32)
-  return data.ImageDataset(images.ArraySource("random", pixels, None),
+  return datasets.ImageDataset(images.ArraySource("random", pixels, None),
                            embeddings.Embeddings(rows, {"dataset": "random"}, None))
 
 
@@ -103,7 +103,7 @@ def toy_config(scope: str = "global") -> ml_collections.ConfigDict:
 
 def trained(config, mesh) -> tuple[list[dict], list[np.ndarray]]:
   """(each step's metrics, the parameters of G and D) after STEPS train steps on `mesh`."""
-  dataset = data.get_dataset(config)
+  dataset = datasets.get_dataset(config)
   state = train.replicated_state(config, dataset, mesh)
   step = train.make_train_step(config, dataset, mesh)
   metrics = []

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from smallgan_jax import data, distributed, train
+from smallgan_jax import datasets, distributed, train
 from tests.main_test import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +41,7 @@ print("OK", int(state.d.step))
 def train_on_devices(config, steps: int):
   """(the initial state on the host, the state after `steps` streamed steps on every device),
   asserting that the metrics stay finite and the replicas identical. Run in the subprocesses."""
-  dataset = data.get_dataset(config)
+  dataset = datasets.get_dataset(config)
   mesh = distributed.device_mesh()
   state = train.replicated_state(config, dataset, mesh)
   first = jax.tree.map(lambda x: np.asarray(distributed.host_value(x)), state)

@@ -10,8 +10,8 @@ import tomllib
 import jax
 import numpy as np
 
+from benchmarks.coreset_reference import greedy_k_center_numpy
 from smallgan_jax import sampling
-from smallgan_jax.coreset_reference import greedy_k_center_numpy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "coreset_in_your_loop.py")

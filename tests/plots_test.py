@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import toy_mog
-from smallgan_jax import data
+from smallgan_jax import datasets
 from smallgan_jax.data import toy
 from smallgan_jax.metrics import mog, plots
 
@@ -19,7 +19,7 @@ def on_modes(means, n=2000, seed=0):
 
 
 def test_save_samples_writes_a_png_titled_with_the_run_and_its_metrics(tmp_path):
-  dataset = data.get_dataset(toy_mog.get_config())
+  dataset = datasets.get_dataset(toy_mog.get_config())
   samples = on_modes(dataset.means)
   metrics = dataset.evaluate(samples)
   path = str(tmp_path / "samples_00000007.png")

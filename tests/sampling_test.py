@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks.coreset_reference import covering_radius, greedy_k_center_numpy
 from smallgan_jax import sampling
-from smallgan_jax.coreset_reference import covering_radius, greedy_k_center_numpy
 
 
 def test_factor_one_is_plain_random_sampling():

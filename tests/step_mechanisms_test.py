@@ -25,9 +25,9 @@ import numpy as np
 import optax
 import pytest
 
+from benchmarks.coreset_reference import greedy_k_center_numpy
 from configs import default
 from smallgan_jax import losses, sampling, train
-from smallgan_jax.coreset_reference import greedy_k_center_numpy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIM = 8  # Latent and sample dimension (the generator is elementwise).

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from smallgan_jax import data, distributed, train
+from smallgan_jax import datasets, distributed, train
 
 SETTING = {
     "seed": 3, "dataset": "mog_grid", "num_modes": 25, "mog_std": 0.05, "mog_spacing": 2.0,
@@ -41,7 +41,7 @@ BEFORE_THE_DECAY_FIX = "343175082d5667c5a160858686e5f9287bed2676f58bc52da47cb76b
 
 def params_after_200_steps():
   config = ml_collections.ConfigDict(SETTING)
-  dataset = data.get_dataset(config)
+  dataset = datasets.get_dataset(config)
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), (distributed.AXIS,))
   state = train.replicated_state(config, dataset, mesh)
   step = train.make_train_step(config, dataset, mesh)

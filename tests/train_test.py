@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from smallgan_jax import data, models, train, validation
+from smallgan_jax import datasets, models, train, validation
 
 CONFIGS = sorted(p.stem for p in pathlib.Path(default.__file__).parent.glob("*.py")
                  if p.stem != "__init__")
@@ -32,7 +32,7 @@ def small_config(overrides=None):
 
 
 def init(config):
-  dataset = data.get_dataset(config)
+  dataset = datasets.get_dataset(config)
   g, d = models.get_models(config, dataset.data_shape)
   state = train.create_train_state(config, g, d, dataset.data_shape,
                                    jax.random.PRNGKey(config.seed))
@@ -95,10 +95,10 @@ def test_step_on_8_devices_keeps_replicas_identical():
   code = textwrap.dedent("""
       import jax, numpy as np
       from tests.train_test import small_config
-      from smallgan_jax import data, distributed, train
+      from smallgan_jax import datasets, distributed, train
       assert jax.device_count() == 8
       config = small_config({"topk.enabled": True, "topk.gamma": 0.5, "topk.decay_steps": 1})
-      dataset = data.get_dataset(config)
+      dataset = datasets.get_dataset(config)
       mesh = distributed.device_mesh()
       state = train.replicated_state(config, dataset, mesh)
       step = train.make_train_step(config, dataset, mesh)

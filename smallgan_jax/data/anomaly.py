@@ -26,8 +26,9 @@ reads the source in dataset order whatever the shuffle was; `SubsetSource` turns
 `ImageSource`s the pipeline can draw from, named per anomaly class, seed, kind and part so that a
 cache keyed on the source's name keeps the parts apart.
 """
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
+import ml_collections
 import numpy as np
 
 from smallgan_jax.data import images
@@ -127,3 +128,24 @@ def anomaly_sources(source: images.ImageSource, anomaly_class: int, seed: int = 
     stem = f"{stem}-{kind}"
   return (SubsetSource(source, split.train_indices, f"{stem}-train"),
           SubsetSource(source, split.test_indices, f"{stem}-test"), split.test_is_anomaly)
+
+
+class TrainingSources(NamedTuple):
+  """The split `config.data` names (`split`; what the scores' reference statistics are of), the
+  part of it a run trains on (`train`: all of it, or the normal training part of an anomaly
+  split) and, with `config.anomaly_class`, the anomaly test part with its labels (else None)."""
+  split: images.ImageSource
+  train: images.ImageSource
+  test: Optional[images.ImageSource] = None
+  test_is_anomaly: Optional[np.ndarray] = None
+
+
+def training_sources(config: ml_collections.ConfigDict) -> TrainingSources:
+  """The sources of an image config: with `config.anomaly_class`, its `config.anomaly_split`
+  split (`anomaly_sources`). Training and the embeddings command both take them from here, so
+  the array the command builds is the one a run reads."""
+  source = images.get_source(config.data)
+  if "anomaly_class" not in config:
+    return TrainingSources(source, source)
+  return TrainingSources(source, *anomaly_sources(source, config.anomaly_class,
+                                                  kind=config.anomaly_split))

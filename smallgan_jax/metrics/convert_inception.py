@@ -1,6 +1,6 @@
-"""Converts pytorch-fid's Inception weights (.pth) to an .npz that `fid.load_inception` reads.
+"""Converts pytorch-fid's Inception weights (.pth) to an .npz that `features.load_inception` reads.
 
-`fid.load_inception` downloads and converts the file on first use (`inception.fetch_weights`).
+`features.load_inception` downloads and converts the file on first use (`inception.fetch_weights`).
 On a machine without internet, copy the .pth there and run (no torch needed: the .pth is read
 by `torch_weights`, and its sha256 checked against the `6726825d` in its name):
 

@@ -2,11 +2,11 @@
 
   inception   -> "fid": the FID Inception's pool3 (needs the converted weights; the published FID)
   classifier  -> "classifier_fid": the same Fréchet distance on the penultimate features of the
-                 project's classifier (`smallgan_jax.classifier`), for data without Inception
-                 weights at hand (Fashion-MNIST on this machine). Its seed defaults to 1, so the
-                 network that scores samples is not the one (seed 0) whose features pick the
-                 target core-sets; seed 0 scores with the picking network, as the paper does with
-                 Inception.
+                 project's classifier (`smallgan_jax.features.classifier`), for data without
+                 Inception weights at hand (Fashion-MNIST on this machine). Its seed defaults to
+                 1, so the network that scores samples is not the one (seed 0) whose features
+                 pick the target core-sets; seed 0 scores with the picking network, as the paper
+                 does with Inception.
 
 Each feature network gives a dict of scores, named with its prefix ("" for the Inception,
 "classifier_" for the classifier): `fid`; with `config.fid.coverage` also `precision`, `recall`
@@ -26,7 +26,9 @@ from typing import Any, Optional
 import ml_collections
 import numpy as np
 
-from smallgan_jax import classifier, embeddings
+from smallgan_jax import embeddings, features
+from smallgan_jax.data import images
+from smallgan_jax.features import classifier
 from smallgan_jax.metrics import coverage, fid
 
 FEATURES = ("inception", "classifier")
@@ -67,37 +69,38 @@ class FIDScore:
   the real subset) the coverage metrics; with the network's class logits the Inception Score.
   The other names take the FID's prefix ("classifier_precision")."""
   metric: str
-  network: fid.FeatureNetwork
+  network: features.FeatureNetwork
   reference: fid.Statistics
   real: Optional[coverage.RealReference] = None
 
   def __call__(self, pixels: np.ndarray) -> dict[str, float]:
     """{name: score} of uint8 `pixels` (N, H, W, C), from one pass of the network over them."""
-    features = np.concatenate(list(fid.iter_features(self.network, pixels)))
+    rows = np.concatenate(list(features.iter_features(self.network, pixels)))
     statistics = fid.StatisticsAccumulator()
-    statistics.update(features)
+    statistics.update(rows)
     scores = {"fid": fid.fid(statistics.result(), self.reference)}
     if self.real is not None:
-      scores.update(self.real(features))
+      scores.update(self.real(rows))
     if self.network.logits is not None:
-      mean, std = coverage.inception_score(self.network.logits(features))
+      mean, std = coverage.inception_score(self.network.logits(rows))
       scores.update(inception_score=mean, inception_score_std=std)
     prefix = self.metric.removesuffix("fid")
     return {prefix + name: value for name, value in scores.items()}
 
 
 def feature_network(config: ml_collections.ConfigDict, feature: str,
-                    source: embeddings.ImageSource) -> fid.FeatureNetwork:
+                    source: images.ImageSource) -> features.FeatureNetwork:
   """The network of `feature`: the converted FID Inception (`config.coreset.inception_weights`,
   '' for the default path), or the classifier of `config.fid.classifier_seed`, trained on
   `source` if it is not saved in `config.coreset.cache_dir`."""
   settings = embeddings.settings_from_config(config)
   if feature == "inception":
-    return fid.load_inception(settings.inception_weights or None, download=config.fid.download)
+    return features.load_inception(settings.inception_weights or None,
+                                   download=config.fid.download)
   trained = classifier.load_or_train(
       settings.cache_dir, source, None,
       settings=classifier.TrainSettings(seed=config.fid.classifier_seed))
-  return fid.classifier_network(trained)
+  return features.classifier_network(trained)
 
 
 def coverage_settings(config: ml_collections.ConfigDict) -> coverage.Settings:
@@ -113,7 +116,7 @@ def real_subset_size(config: ml_collections.ConfigDict) -> int:
 
 
 def fid_scores(config: ml_collections.ConfigDict,
-               source: embeddings.ImageSource) -> tuple[FIDScore, ...]:
+               source: images.ImageSource) -> tuple[FIDScore, ...]:
   """The scores `config.fid.features` names, each with its reference statistics of `source`
   and, with `config.fid.coverage`, the features of its fixed real subset."""
   cache_dir = embeddings.settings_from_config(config).cache_dir
@@ -123,7 +126,7 @@ def fid_scores(config: ml_collections.ConfigDict,
     statistics = fid.reference_statistics(source, network, cache_dir)
     real = None
     if config.fid.coverage:
-      features = fid.reference_features(source, network, real_subset_size(config), cache_dir)
-      real = coverage.RealReference.build(features, coverage_settings(config))
+      rows = fid.reference_features(source, network, real_subset_size(config), cache_dir)
+      real = coverage.RealReference.build(rows, coverage_settings(config))
     scores.append(FIDScore(METRIC_NAMES[feature], network, statistics, real))
   return tuple(scores)

@@ -356,15 +356,3 @@ def load_variables(path: Optional[str] = None) -> dict:
                      f"{len(extra)} unexpected, {len(wrong)} of another shape ({first})")
   return traverse_util.unflatten_dict(
       {key: np.asarray(value, np.float32) for key, value in flat.items()}, sep="/")
-
-
-def pool3_features(images, weights_path: Optional[str] = None) -> np.ndarray:
-  """Pixel values in [0, 255] (uint8 or float, (b, H, W, C)) -> float32 pool3 features (b, 2048).
-
-  `smallgan_jax.embeddings`' `inception` embedding: `fid.load_inception`'s network (loaded once
-  per weights file), jitted across the local devices in one batch of b images.
-  """
-  from smallgan_jax.metrics import fid  # pylint: disable=g-import-not-at-top  # It imports this.
-  images = np.asarray(images)
-  network = fid.load_inception(weights_path)
-  return np.concatenate(list(fid.iter_features(network, images, batch_size=max(len(images), 1))))

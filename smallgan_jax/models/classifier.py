@@ -1,8 +1,8 @@
 """A small CNN classifier for 28- and 32-pixel images, whose penultimate layer is an embedding.
 
 It is the `classifier` embedding model of the target core-set (`smallgan_jax.embeddings`): for
-data where the FID Inception's weights are not at hand, `smallgan_jax.classifier` trains it on the
-training split's labels, and its `features` (the 128-d ReLU layer before the logits) stand in for
+data where the FID Inception's weights are not at hand, `smallgan_jax.features.classifier` trains
+it on the training split's labels, and its `features` (the 128-d ReLU layer before the logits) stand in for
 Inception's pool3 features.
 
 Two 3x3 conv + 2x2 max-pool stages (32 and 64 channels), a 128-unit dense layer and the logits:

@@ -1,8 +1,10 @@
 """Plain reference implementations of greedy k-center (Small-GAN, Alg. 1).
 
-Used by the tests and the speed benchmark to check and time `smallgan_jax.coreset`, never by
-training. Both selections follow the same rules as `coreset.greedy_k_center`: the first pick is
-index 0, an already chosen point is never chosen again and ties go to the lowest index.
+Used by the tests and the speed benchmark (`coreset_speed.py`) to check and time
+`smallgan_jax.coreset`, never by training: it lives beside the benchmarks, outside the package,
+and both import it as `benchmarks.coreset_reference` from the repository root. Both selections
+follow the same rules as `coreset.greedy_k_center`: the first pick is index 0, an already chosen
+point is never chosen again and ties go to the lowest index.
 """
 import numpy as np
 from sklearn.metrics import pairwise_distances

@@ -1,21 +1,27 @@
-"""Trains, saves and reuses the `classifier` embedding model (`models/classifier.py`).
+"""Trains, saves and reuses the `classifier` feature network (`models/classifier.py`).
 
 For data where the FID Inception's weights are not at hand, the target core-set embeds images with
-the penultimate features of a small CNN trained on the training split's labels. The classes it
-trains on are `config.coreset.embedding_classes` (None: every label of the split), so that an
-anomaly experiment can leave its held-out class out; the network then has one logit per listed
-class, and images of other classes are skipped in training (they are still embedded).
+the penultimate features of a small CNN trained on the training split's labels (seed 0,
+`embeddings.py`), and "classifier FID" scores samples on those of another seed (1 by default,
+`metrics/image_scores.py`). The classes it trains on are `config.coreset.embedding_classes` (None:
+every label of the split), so that an anomaly experiment can leave its held-out class out; the
+network then has one logit per listed class, and images of other classes are skipped in training
+(they are still embedded).
 
-The params are saved once, with flax's msgpack serialization, next to the embedding arrays:
+The params are saved once, with flax's msgpack serialization, in the cache directory
+(`caching.py`):
 
-    <cache_dir>/<source>.classifier-<classes>.msgpack   the params
-    <cache_dir>/<source>.classifier-<classes>.json      sha256 of the params file, dataset, count,
-                                                         sample fingerprint, classes, settings,
-                                                         test accuracy
+    <cache_dir>/<source>.classifier-<classes>[-seed<S>].msgpack   the params
+    <cache_dir>/<source>.classifier-<classes>[-seed<S>].json      sha256 of the params file,
+                                                                   dataset, count, sample
+                                                                   fingerprint, classes,
+                                                                   settings, test accuracy
 
 and reused while the file's sha256 and the metadata match the source, the class list and the
 training settings; a mismatch refuses (one line naming both values) rather than retraining over it.
-Training is deterministic for a given seed on a given device and jax version.
+Training is deterministic for a given seed on a given device and jax version. The network, its
+training and its file names define the classifier FID of every run so far: a change to any of
+them must come under a new `network_tag`, so that scores before and after stay comparable.
 """
 import dataclasses
 import functools
@@ -33,7 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from smallgan_jax import checkpointing, embeddings
+from smallgan_jax import caching, checkpointing
+from smallgan_jax.data import images as images_lib
 from smallgan_jax.models import classifier as classifier_model
 
 FORMAT = 1
@@ -74,17 +81,26 @@ class Trained:
     return lambda images: apply(self.params, images)
 
 
+def classes_tag(classes: Optional[Sequence[int]]) -> str:
+  """"all", the ids joined ("0-1-2-3-4-5-6-7-9"), or for over 16 classes a short hash."""
+  if classes is None:
+    return "all"
+  if len(classes) <= 16:
+    return "-".join(str(c) for c in classes)
+  return "h" + hashlib.sha256(json.dumps(list(classes)).encode()).hexdigest()[:12]
+
+
 def network_tag(classes: Optional[Sequence[int]], seed: int = 0) -> str:
   """Names a classifier in file names: its classes, and its seed unless 0 (a classifier of
   another seed scores samples with features other than those that picked the core-sets)."""
-  return f"classifier-{embeddings.classes_tag(classes)}" + (f"-seed{seed}" if seed else "")
+  return f"classifier-{classes_tag(classes)}" + (f"-seed{seed}" if seed else "")
 
 
 def weights_path(cache_dir: str, source_name: str, classes: Optional[Sequence[int]],
                  seed: int = 0) -> epath.Path:
   """Where the classifier of `source_name`, `classes` and `seed` is saved (`.msgpack`; `.json`
   beside)."""
-  return (embeddings.cache_dir_path(cache_dir) / f"{embeddings.file_stem(source_name)}."
+  return (caching.cache_dir_path(cache_dir) / f"{caching.file_stem(source_name)}."
           f"{network_tag(classes, seed)}.msgpack")
 
 
@@ -92,19 +108,19 @@ def stored_sha256(cache_dir: str, source_name: str,
                   classes: Optional[Sequence[int]]) -> Optional[str]:
   """The sha256 its metadata records for the saved classifier (seed 0, the embedding model's);
   None if none is saved."""
-  meta = embeddings.meta_path(weights_path(cache_dir, source_name, classes))
+  meta = caching.meta_path(weights_path(cache_dir, source_name, classes))
   if not meta.exists():
     return None
   return json.loads(meta.read_text())["sha256"]
 
 
-def _read_images(source: embeddings.ImageSource, indices: np.ndarray,
+def _read_images(source: images_lib.ImageSource, indices: np.ndarray,
                  chunk: int = 8192) -> np.ndarray:
   parts = [source.images(indices[i:i + chunk]) for i in range(0, len(indices), chunk)]
   return np.concatenate(parts).astype(np.uint8, copy=False)
 
 
-def select(source: embeddings.ImageSource,
+def select(source: images_lib.ImageSource,
            classes: Optional[Sequence[int]]) -> tuple[np.ndarray, np.ndarray, list[int]]:
   """(indices of the images in `classes`, their targets 0..len(classes)-1, the class ids).
 
@@ -142,7 +158,7 @@ def _train_step(state: train_state.TrainState, images: jax.Array,
   return state.apply_gradients(grads=grads), loss
 
 
-def accuracy(trained: Trained, source: embeddings.ImageSource, batch: int = 1000) -> float:
+def accuracy(trained: Trained, source: images_lib.ImageSource, batch: int = 1000) -> float:
   """Test accuracy on the images of `source` in the classifier's classes."""
   indices, targets, _ = select(source, trained.meta["classes"])
   batch = min(batch, len(indices))
@@ -156,9 +172,9 @@ def accuracy(trained: Trained, source: embeddings.ImageSource, batch: int = 1000
   return correct / max(len(indices), 1)
 
 
-def train(source: embeddings.ImageSource, classes: Optional[Sequence[int]] = None,
+def train(source: images_lib.ImageSource, classes: Optional[Sequence[int]] = None,
           settings: TrainSettings = TrainSettings(),
-          test_source: Optional[embeddings.ImageSource] = None) -> Trained:
+          test_source: Optional[images_lib.ImageSource] = None) -> Trained:
   """Trains the classifier on `source`'s images of `classes` (Adam, cross-entropy), evaluates it
   on `test_source` if given; logs progress with an ETA. Returns it unsaved (`path` None)."""
   started = time.time()
@@ -172,7 +188,7 @@ def train(source: embeddings.ImageSource, classes: Optional[Sequence[int]] = Non
   rng = np.random.default_rng(settings.seed)
   batch = min(settings.batch_size, len(indices))
   steps_per_epoch = len(indices) // batch
-  progress = embeddings.Progress(settings.epochs * steps_per_epoch,
+  progress = caching.Progress(settings.epochs * steps_per_epoch,
                                  f"Training the classifier on {source.name}", unit="steps")
   for epoch in range(settings.epochs):
     order = rng.permutation(len(indices))
@@ -188,7 +204,7 @@ def train(source: embeddings.ImageSource, classes: Optional[Sequence[int]] = Non
       "format": FORMAT,
       "dataset": source.name,
       "count": len(source),
-      "sample_fingerprint": embeddings.sample_fingerprint(source),
+      "sample_fingerprint": caching.sample_fingerprint(source),
       "classes": None if classes is None else [int(c) for c in classes],
       "class_ids": class_ids,
       "train_images": len(indices),
@@ -212,22 +228,22 @@ def save(trained: Trained, path: epath.Path) -> Trained:
   data = flax.serialization.to_bytes(trained.params)
   meta = {**trained.meta, "sha256": hashlib.sha256(data).hexdigest()}
   checkpointing.write_atomically(path, lambda f: f.write(data))
-  checkpointing.write_json_atomically(embeddings.meta_path(path), meta)
+  checkpointing.write_json_atomically(caching.meta_path(path), meta)
   return dataclasses.replace(trained, meta=meta, path=path)
 
 
-def _refuse(path: epath.Path, what: str) -> embeddings.EmbeddingCacheError:
-  return embeddings.EmbeddingCacheError(
+def _refuse(path: epath.Path, what: str) -> caching.CacheError:
+  return caching.CacheError(
       f"saved classifier {path} {what}; delete it and its .json to retrain it, or set "
       "config.coreset.cache_dir elsewhere")
 
 
-def load(path: epath.Path, source: embeddings.ImageSource, classes: Optional[Sequence[int]],
+def load(path: epath.Path, source: images_lib.ImageSource, classes: Optional[Sequence[int]],
          settings: TrainSettings = TrainSettings()) -> Trained:
   """The saved classifier at `path`, checked against its checksum, `source`, `classes` and
-  `settings` (EmbeddingCacheError, one line naming both values, on a difference)."""
+  `settings` (`caching.CacheError`, one line naming both values, on a difference)."""
   try:
-    meta = json.loads(embeddings.meta_path(path).read_text())
+    meta = json.loads(caching.meta_path(path).read_text())
     data = path.read_bytes()
     stored = meta["sha256"]
   except (OSError, ValueError, KeyError, TypeError) as e:
@@ -242,7 +258,7 @@ def load(path: epath.Path, source: embeddings.ImageSource, classes: Optional[Seq
   for key, value in now.items():
     if meta.get(key) != value:
       raise _refuse(path, f"was trained with {key} {meta.get(key)!r}; this run has {value!r}")
-  fingerprint = embeddings.sample_fingerprint(source)
+  fingerprint = caching.sample_fingerprint(source)
   if meta["sample_fingerprint"] != fingerprint:
     raise _refuse(path, f"was trained on other images of {source.name!r} (sample sha256 "
                   f"{meta['sample_fingerprint'][:16]}..., the dataset's now {fingerprint[:16]}...)")
@@ -257,14 +273,14 @@ def load(path: epath.Path, source: embeddings.ImageSource, classes: Optional[Seq
   return Trained(model=model, params=params, meta=meta, path=path)
 
 
-def load_or_train(cache_dir: str, source: embeddings.ImageSource,
+def load_or_train(cache_dir: str, source: images_lib.ImageSource,
                   classes: Optional[Sequence[int]] = None,
-                  test_source: Optional[embeddings.ImageSource] = None,
+                  test_source: Optional[images_lib.ImageSource] = None,
                   settings: TrainSettings = TrainSettings()) -> Trained:
   """The saved classifier of `source` and `classes` if there is one (checked), else a newly
   trained and saved one."""
   path = weights_path(cache_dir, source.name, classes, settings.seed)
-  if embeddings.meta_path(path).exists():
+  if caching.meta_path(path).exists():
     trained = load(path, source, classes, settings)
     logging.info("Reusing the classifier at %s (test accuracy %s)", path,
                  trained.meta.get("test_accuracy"))
