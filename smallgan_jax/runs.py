@@ -75,7 +75,8 @@ def restore_state(workdir: str, config: ml_collections.ConfigDict,
   mesh = Mesh(np.asarray(jax.local_devices()), (distributed.AXIS,))
   shape = types.SimpleNamespace(data_shape=data_shape(config))  # All the state needs of data.
   template = train.replicated_state(config, shape, mesh)
-  state = manager.restore(step, args=ocp.args.StandardRestore(template))
+  state = train.restore(manager, template, lambda template: manager.restore(
+      step, args=ocp.args.StandardRestore(template)), step)
   manager.close()
   return state, step
 

@@ -33,9 +33,10 @@ AXIS = distributed.AXIS
 
 class GANState(flax.struct.PyTreeNode):
   """Everything a run needs to continue bit-for-bit: the networks, the exponential moving average
-  of the generator's weights (its weights themselves when `config.ema_decay` is 0), the step and
-  the RNG key. `aux` is the objective's third network (MEG's statistics network, BiGAN's encoder;
-  `objectives.py`), None for a plain GAN."""
+  of the generator's weights (None when `config.ema_decay` is 0: no copy of the weights is kept or
+  saved, and evaluation uses the weights themselves), the step and the RNG key. `aux` is the
+  objective's third network (MEG's statistics network, BiGAN's encoder; `objectives.py`), None
+  for a plain GAN."""
   step: jax.Array
   g: ModelState
   d: ModelState
@@ -80,14 +81,16 @@ def create_train_state(config: ml_collections.ConfigDict, generator: flax.linen.
   if aux is not None:
     aux = create_model_state(aux, aux_rng, objectives.aux_example(config, data_shape),
                              create_optimizer(config, config.optim.g_lr))
-  return GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, g_ema=g.params, rng=rng, aux=aux)
+  g_ema = g.params if config.ema_decay else None
+  return GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, g_ema=g_ema, rng=rng, aux=aux)
 
 
 def update_ema(config: ml_collections.ConfigDict, ema: Any, params: Any) -> Any:
-  """The generator's weight average after an update: decay * ema + (1 - decay) * params."""
+  """The generator's weight average after an update: decay * ema + (1 - decay) * params; None
+  (none kept) when the decay is 0."""
   decay = config.ema_decay
   if decay == 0:
-    return params
+    return None
   return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
 
 
@@ -400,6 +403,28 @@ def replicated_state(config: ml_collections.ConfigDict, dataset: Any,
   return jax.device_put(jax.tree.map(np.asarray, state), distributed.replicated(mesh))
 
 
+def _holds_ema(manager: ocp.CheckpointManager, step: Optional[int]) -> bool:
+  """Whether the checkpoint of `step` (None: the newest whose metadata reads) holds a `g_ema`."""
+  steps = [step] if step is not None else sorted(manager.all_steps(), reverse=True)
+  for candidate in steps:
+    try:
+      return manager.item_metadata(candidate).tree["g_ema"] is not None
+    except Exception:  # pylint: disable=broad-except  # Broken: `restore_latest` sets it aside.
+      continue
+  return False
+
+
+def restore(manager: ocp.CheckpointManager, state: GANState,
+            restore_into: Callable[[GANState], GANState], step: Optional[int] = None) -> GANState:
+  """`restore_into(template)`: a checkpoint of `manager` restored into a template laid out as
+  `state`. Checkpoints written before a run with `ema_decay` 0 stopped keeping `g_ema` hold a copy
+  of the generator's params there; for those (of `step`, None: the newest) the template has that
+  copy too, so that they fit, and it is dropped after."""
+  if state.g_ema is not None or not _holds_ema(manager, step):
+    return restore_into(state)
+  return restore_into(state.replace(g_ema=state.g.params)).replace(g_ema=None)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resuming from `workdir` if it holds a checkpoint) and returns the final metrics.
 
@@ -413,7 +438,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   checkpointing.check_same_run(workdir, config, layout)
   mesh = distributed.device_mesh()
   manager = checkpointing.create_manager(workdir, config)
-  state = checkpointing.restore_latest(manager, replicated_state(config, dataset, mesh))
+  state = restore(manager, replicated_state(config, dataset, mesh),
+                  functools.partial(checkpointing.restore_latest, manager))
   checkpointing.save_record(workdir, config, layout)
   first_step = int(distributed.host_value(state.step)) + 1
 
