@@ -1,7 +1,7 @@
 """Small-GAN SN-GAN on CIFAR-10, 32x32 (paper Table 3, batch 128).
 
-  tfds build cifar10   # once, on a machine with internet (or --config.data.tfds_data_dir=gs://...)
-  # The FID Inception weights are downloaded on first use; offline, see docs/fid.md.
+  # CIFAR-10 (tfds) and the FID Inception weights are downloaded on first use; offline, see
+  # docs/data.md and docs/fid.md (--config.data.tfds_data_dir=gs://... for a prepared copy).
   python -m smallgan_jax.main --config=configs/cifar_sngan.py --workdir=workdirs/cifar_sngan
 
 Setting: Miyato et al.'s ResNet SN-GAN (G width 256, D width 128, z 128), hinge loss, n_dis 5, D

@@ -5,8 +5,8 @@
   python -m smallgan_jax.main --config=configs/mnist_meg.py --config.anomaly_class=1 \
       --workdir=workdirs/mnist_meg_1
 
-MNIST by name from a prepared tfds data dir (`tfds build mnist` on a machine with internet, or
---config.data.tfds_data_dir=gs://...); train and test pooled (70,000 images). The held-out digit
+MNIST by name through tfds (downloaded on first use; offline, `tfds build mnist` on a machine
+with internet, or --config.data.tfds_data_dir=gs://...); train and test pooled (70,000 images). The held-out digit
 (`anomaly_class`) is the anomaly: 80% of the other digits (shuffled with seed 42) train, 20% of
 them and every held-out digit test (`anomaly_split`, below). Each evaluation writes to TensorBoard
 the energy E(x)'s AUPRC, anomalies positive, as average precision (`eval/auprc`) and as the

@@ -123,6 +123,7 @@ DATA_FIELDS = {
     "data.name": NAME,
     "data.split": SPLIT,
     "data.tfds_data_dir": PATH,
+    "data.download": BOOL,
     "data.folder": PATH,
     "data.idx_dir": PATH,
     "data.resolution": Check(lambda v: _is_int(v) and 1 <= v <= 4096,

@@ -98,7 +98,7 @@ def test_paper_config_without_its_dataset_fails_in_one_line(tmp_path, config, na
   empty = tmp_path / "tfds"
   empty.mkdir()
   out = run_main(tmp_path / "run", f"--config.data.tfds_data_dir={empty}",
-                 config=f"configs/{config}.py")
+                 "--config.data.download=False", config=f"configs/{config}.py")
   assert out.returncode != 0
   last = out.stderr.strip().splitlines()[-1]
   assert last.startswith(f"FATAL tfds dataset '{name}' is not prepared") and str(empty) in last

@@ -249,11 +249,12 @@ def test_missing_tfds_dataset_fails_in_seconds_without_download(tmp_path, monkey
   start = time.monotonic()
   with pytest.raises(ValueError) as e:
     images.get_source(images.data_config(
-        source="tfds", name="cifar10",
+        source="tfds", name="cifar10", download=False,
         tfds_data_dir=str(tmp_path) if data_dir == "explicit" else ""))
   assert time.monotonic() - start < 10
   assert str(e.value) == (
-      f"tfds dataset 'cifar10' is not prepared: looked for {tmp_path}/cifar10/3.0.2; prepare it "
+      f"tfds dataset 'cifar10' is not prepared: looked for {tmp_path}/cifar10/3.0.2 (downloads "
+      "are off: --config.data.download=False); prepare it "
       f"on a machine with internet with `tfds build cifar10 --data_dir={tmp_path} "
       "--file_format=array_record` and copy it there, or set --config.data.tfds_data_dir to a "
       "prepared copy (e.g. gs://BUCKET/tensorflow_datasets)")

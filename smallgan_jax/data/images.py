@@ -6,7 +6,9 @@ access, not a sequential reader. `get_source(config.data)` builds the source an 
 
 - `TfdsSource` (`source="tfds"`): any TensorFlow Datasets image dataset by name and split
   (`cifar10`, `lsun/church_outdoor`, `celeb_a`, ...) from a prepared tfds data dir, local or
-  `gs://`. A dataset prepared as `array_record` (or `parquet`) is read through
+  `gs://`. One that tfds can fetch itself (`DOWNLOADABLE`: CIFAR-10, MNIST, Fashion-MNIST) and
+  that is not prepared yet is downloaded and prepared as `array_record` on first use, unless
+  `download` is False (see "Missing data" below). A dataset prepared as `array_record` (or `parquet`) is read through
   `builder.as_data_source(split)`: true random access, decoded per index, nothing held in memory,
   so it is the way for large datasets (`tfds build NAME --file_format=array_record`). A dataset
   prepared as `tfrecord` (tfds' default) can only be read in sequence, so its split is read once,
@@ -33,18 +35,28 @@ to be run. Another folder of idx files (MNIST, KMNIST, ...) is `idx_dir=/path` w
 
 All sources share `fit_image`: centre crop to a square, resize (bicubic, antialiased) to
 (resolution, resolution), convert to 1 (luma) or 3 channels; an image already of that shape is
-returned as it is. A missing dataset raises `ValueError` with one line naming the dataset, where it
-was looked for and how to prepare it, within seconds and before anything is downloaded: no source
-ever downloads (this project's machines may have no internet; a Cloud TPU reads a `gs://` copy).
+returned as it is.
+
+Missing data: a dataset in `DOWNLOADABLE` that is not prepared is fetched by tfds
+(`download_and_prepare`, its own progress bars) after a check, with a `CONNECT_TIMEOUT` of 10 s,
+that the hosts it downloads from answer; offline, that check fails within seconds, in one line.
+Any other missing dataset, or any with `download=False` (machines without internet; a Cloud TPU
+reading a `gs://` copy), raises `ValueError` with one line naming the dataset, where it was looked
+for and how to prepare it, within seconds and before anything is downloaded. LSUN is not fetched:
+tfds' LSUN download URLs no longer serve it.
 """
+import contextlib
 import gzip
 import os
+import socket
 import struct
 import threading
+import urllib.parse
 from typing import Any, Optional, Protocol, runtime_checkable
 
 import ml_collections
 import numpy as np
+from absl import logging
 from PIL import Image
 
 SOURCES = ("tfds", "folder", "idx")
@@ -58,6 +70,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 # A tfrecord-prepared tfds split larger than this at the config's resolution is refused rather
 # than loaded into memory: it should be prepared as array_record, which is read per index.
 MAX_IN_MEMORY_BYTES = 8 * 2**30
+# tfds datasets that tfds downloads and prepares itself, by name without config or version.
+DOWNLOADABLE = ("cifar10", "mnist", "fashion_mnist")
+CONNECT_TIMEOUT = 10.0  # Seconds, for the reachability check and each read of a download.
 
 
 def data_config(**overrides: Any) -> ml_collections.ConfigDict:
@@ -72,6 +87,8 @@ def data_config(**overrides: Any) -> ml_collections.ConfigDict:
                   "all" (train then test); folder: "train" (the whole folder).
   tfds_data_dir:  where tfds datasets are prepared: a folder or a gs:// URL; "" for tfds' default
                   ($TFDS_DATA_DIR, else ~/tensorflow_datasets).
+  download:       tfds: download and prepare a `DOWNLOADABLE` dataset there on first use; False
+                  refuses in one line instead (no network is touched).
   folder:         the image folder, for source="folder".
   idx_dir:        the folder of idx files, for source="idx"; "" for the name's default (IDX_DIRS).
   resolution:     images are centre-cropped and resized to resolution x resolution.
@@ -83,8 +100,8 @@ def data_config(**overrides: Any) -> ml_collections.ConfigDict:
   command line (`--config.data.tfds_data_dir=gs://...`).
   """
   config = ml_collections.ConfigDict({
-      "source": "tfds", "name": "cifar10", "split": "train", "tfds_data_dir": "", "folder": "",
-      "idx_dir": "", "resolution": 32, "channels": 3, "num_threads": 0})
+      "source": "tfds", "name": "cifar10", "split": "train", "tfds_data_dir": "",
+      "download": True, "folder": "", "idx_dir": "", "resolution": 32, "channels": 3, "num_threads": 0})
   config.update(overrides)
   return config
 
@@ -324,11 +341,62 @@ def _tfds_how(name: str, data_dir: str) -> str:
           "prepared copy (e.g. gs://BUCKET/tensorflow_datasets)")
 
 
+def downloadable(name: str) -> bool:
+  """Whether tfds fetches the dataset `name` ("cifar10", "mnist:3.0.1", ...) by itself."""
+  return name.split(":")[0].split("/")[0] in DOWNLOADABLE
+
+
+def _unreachable(urls: Any) -> Optional[str]:
+  """The first of `urls`' hosts that does not accept a connection within `CONNECT_TIMEOUT`, with
+  the reason; None if all do."""
+  parsed = [urllib.parse.urlparse(url) for url in urls]
+  for host, port in sorted({(p.hostname, p.port or (443 if p.scheme == "https" else 80))
+                            for p in parsed}):
+    try:
+      socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+    except OSError as e:
+      return f"{host}:{port} did not answer ({_one_line(e)})"
+  return None
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+  """Sockets opened meanwhile without a timeout of their own (tfds' downloader's) get `seconds`,
+  so that a stalled connection fails instead of hanging the run."""
+  before = socket.getdefaulttimeout()
+  socket.setdefaulttimeout(seconds)
+  try:
+    yield
+  finally:
+    socket.setdefaulttimeout(before)
+
+
+def download_and_prepare(builder: Any, name: str) -> None:
+  """Has tfds download `name` and prepare it as array_record in `builder`'s data dir, once.
+  Raises ValueError in one line when its hosts cannot be reached or the download fails."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  how = _tfds_how(name, builder.data_dir_root)
+  blocked = _unreachable(builder.url_infos or {})
+  if blocked is not None:
+    raise ValueError(f"tfds dataset {name!r} is not prepared in {builder.data_dir} and cannot be "
+                     f"downloaded: {blocked}; {how}; --config.data.download=False skips this "
+                     "check")
+  logging.info("tfds dataset %r is not prepared in %s: downloading and preparing it, once "
+               "(--config.data.download=False turns this off)", name, builder.data_dir)
+  try:
+    with _socket_timeout(CONNECT_TIMEOUT):
+      builder.download_and_prepare(file_format="array_record",
+                                   download_config=tfds.download.DownloadConfig())
+  except Exception as e:  # pylint: disable=broad-except  # requests', tfds' and OS errors alike.
+    raise ValueError(f"tfds could not download and prepare {name!r} in {builder.data_dir} "
+                     f"({type(e).__name__}: {_one_line(e)}); {how}") from None
+
+
 class TfdsSource:
   """A tfds dataset's split, by random access or from memory (see the module docstring)."""
 
   def __init__(self, name: str, split: str, data_dir: str, resolution: int, channels: int,
-               max_in_memory_bytes: int = MAX_IN_MEMORY_BYTES):
+               max_in_memory_bytes: int = MAX_IN_MEMORY_BYTES, download: bool = False):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     from tensorflow_datasets.core import file_adapters  # pylint: disable=g-import-not-at-top
     self.name = f"{name}/{split}"
@@ -343,8 +411,11 @@ class TfdsSource:
                        f"{tfds.__version__} nor prepared in {where} ({_one_line(e)}); "
                        f"{_tfds_how(name, where)}") from None
     if not builder.is_prepared():
-      raise ValueError(f"tfds dataset {name!r} is not prepared: looked for {builder.data_dir}; "
-                       f"{_tfds_how(name, builder.data_dir_root)}")
+      if not (download and downloadable(name)):
+        off = " (downloads are off: --config.data.download=False)" if downloadable(name) else ""
+        raise ValueError(f"tfds dataset {name!r} is not prepared: looked for {builder.data_dir}"
+                         f"{off}; {_tfds_how(name, builder.data_dir_root)}")
+      download_and_prepare(builder, name)
     features = builder.info.features
     if "image" not in features:
       raise ValueError(f"tfds dataset {name!r} has no 'image' feature (it has "
@@ -427,7 +498,8 @@ def get_source(data: ml_collections.ConfigDict, split: Optional[str] = None) -> 
   split that is missing, naming where it was looked for and how to prepare it."""
   split = data.split if split is None else split
   if data.source == "tfds":
-    return TfdsSource(data.name, split, data.tfds_data_dir, data.resolution, data.channels)
+    return TfdsSource(data.name, split, data.tfds_data_dir, data.resolution, data.channels,
+                      download=data.get("download", True))
   if data.source == "folder":
     return FolderSource(data.name, data.folder, data.resolution, data.channels, split)
   if data.source == "idx":
