@@ -148,7 +148,7 @@ def _torch_bilinear_reference(image, size):
   return out
 
 
-@pytest.mark.parametrize("in_size,out_size", [(7, 13), (13, 5), (28, 37), (5, 5)])
+@pytest.mark.parametrize("in_size,out_size", [(7, 13), (13, 5), (28, 37), (5, 5), (28, 299)])
 def test_resize_matches_torch_bilinear_without_antialiasing(in_size, out_size):
   image = np.random.default_rng(in_size).uniform(size=(in_size, in_size)).astype(np.float32)
   got = inception.resize_bilinear(image[None, :, :, None], out_size)[0, :, :, 0]
