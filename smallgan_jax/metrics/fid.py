@@ -198,6 +198,23 @@ def _meta(source: _Source, network: _Network, num_images: int, feature_dim: int,
           "seconds": round(time.time() - started, 1)}
 
 
+def _save(path, arrays: dict, meta: dict) -> None:
+  """Writes `arrays` to the .npz at `path`, then its metadata: the .json marks it complete."""
+  checkpointing.write_atomically(path, lambda f: np.savez(f, **arrays))
+  checkpointing.write_json_atomically(caching.meta_path(path), meta)
+
+
+def _read(path, names: tuple[str, ...], kind: str) -> tuple[dict, list]:
+  """The metadata of the cache file at `path` and its arrays `names`; a file that cannot be read
+  is refused (`_refuse`)."""
+  try:
+    meta = json.loads(caching.meta_path(path).read_text())
+    with path.open("rb") as f, np.load(f, allow_pickle=False) as npz:
+      return meta, [npz[name] for name in names]
+  except (OSError, ValueError, KeyError) as e:
+    raise _refuse(path, f"cannot be read ({type(e).__name__}: {e})", kind) from None
+
+
 def _computed_once(path, compute: Callable[[], Any], what: str) -> None:
   """Runs `compute` on process 0 where the cache file at `path` is not complete (its .json
   missing); with several processes the others wait for it at a barrier named after `path`."""
@@ -219,12 +236,7 @@ def compute_reference(source: _Source, network: _Network, cache_dir: str,
   batches = _source_batches(source, np.arange(num_images), batch_size, "statistics")
   stats = image_statistics(network, batches, batch_size)
   meta = _meta(source, network, num_images, int(stats.mu.shape[0]), started)
-
-  def write(f):
-    np.savez(f, mu=stats.mu, sigma=stats.sigma)
-
-  checkpointing.write_atomically(path, write)
-  checkpointing.write_json_atomically(caching.meta_path(path), meta)  # Last: marks it complete.
+  _save(path, {"mu": stats.mu, "sigma": stats.sigma}, meta)
   logging.info("Saved the %s FID statistics of %s (%d images) to %s in %.0f s", network.name,
                source.name, num_images, path, meta["seconds"])
   return path
@@ -234,12 +246,7 @@ def load_reference(path, source: _Source, network: _Network, num_images: Optiona
                    ) -> Statistics:
   """The cached statistics at `path`, checked against `source` and `network` (`_check`)."""
   num_images = len(source) if num_images is None else min(int(num_images), len(source))
-  try:
-    meta = json.loads(caching.meta_path(path).read_text())
-    with path.open("rb") as f, np.load(f, allow_pickle=False) as npz:
-      mu, sigma = npz["mu"], npz["sigma"]
-  except (OSError, ValueError, KeyError) as e:
-    raise _refuse(path, f"cannot be read ({type(e).__name__}: {e})") from None
+  meta, (mu, sigma) = _read(path, ("mu", "sigma"), "statistics")
   _check(path, meta, source, network, num_images)
   dim = meta["feature_dim"]
   if mu.shape != (dim,) or sigma.shape != (dim, dim) or mu.dtype != np.float64:
@@ -291,12 +298,7 @@ def compute_reference_features(source: _Source, network: _Network, cache_dir: st
   features = np.concatenate(list(features_lib.iter_features(network, batches, batch_size)))
   meta = _meta(source, network, len(indices), int(features.shape[1]), started,
                subset_seed=SUBSET_SEED)
-
-  def write(f):
-    np.savez(f, features=features, indices=indices)
-
-  checkpointing.write_atomically(path, write)
-  checkpointing.write_json_atomically(caching.meta_path(path), meta)  # Last: marks it complete.
+  _save(path, {"features": features, "indices": indices}, meta)
   logging.info("Saved the %s features of %d images of %s to %s in %.0f s", network.name,
                len(indices), source.name, path, meta["seconds"])
   return path
@@ -307,12 +309,7 @@ def load_reference_features(path, source: _Source, network: _Network, count: int
   indices."""
   indices = subset_indices(len(source), count)
   refuse = functools.partial(_refuse, kind="features")
-  try:
-    meta = json.loads(caching.meta_path(path).read_text())
-    with path.open("rb") as f, np.load(f, allow_pickle=False) as npz:
-      features, stored = npz["features"], npz["indices"]
-  except (OSError, ValueError, KeyError) as e:
-    raise refuse(path, f"cannot be read ({type(e).__name__}: {e})") from None
+  meta, (features, stored) = _read(path, ("features", "indices"), "features")
   _check(path, meta, source, network, len(indices), kind="features", subset_seed=SUBSET_SEED)
   dim = meta["feature_dim"]
   if features.shape != (len(indices), dim) or features.dtype != np.float32:
