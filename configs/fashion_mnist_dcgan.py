@@ -5,12 +5,14 @@ CPU can train.
   python -m smallgan_jax.main --config=configs/fashion_mnist_dcgan.py --workdir=workdirs/fmnist
 
 Plain GAN at the same batch: --config.coreset.factor_prior=1 --config.coreset.factor_target=1.
-The target core-set picks real images by their `classifier` embeddings (a small CNN the project
+The target core-set picks real images by their `classifier2` embeddings (a small CNN the project
 trains once on the training labels; built on first use into config.coreset.cache_dir), projected
-to 32 dimensions. Evaluations score classifier FID with a classifier of seed 1, so the network
-that scores is not the one that picks.
+to 32 dimensions. Evaluations score classifier FID (`classifier2_fid`) with a classifier of seed
+1, so the network that scores is not the one that picks.
 
-Result (5,000 steps, 10-13 minutes on one CPU core; docs/image_gans.md): with standing
+Result (5,000 steps, 10-13 minutes on one CPU core; docs/image_gans.md), measured with the
+network `classifier` that scored and picked before issue 24 (benchmarks/fashion_mnist_comparison.py
+pins it: --config.coreset.embedding=classifier "--config.fid.features=('classifier',)"): with standing
 batch-norm statistics, 10,000 samples, mean of the checkpoints at 4,000-5,000 steps, classifier
 FID 107.8 / 109.2 / 108.4 and recall 0.204 / 0.171 / 0.208 for seeds 0 / 1 / 2; the plain GAN at
 this batch 110.8 / 113.0 / 107.6 and 0.105 / 0.137 / 0.152, at batch 64 77.9 and 0.250 (seed 0).
@@ -34,11 +36,11 @@ def get_config():
   config.n_dis = 1
   config.batch_size = 16
   config.g_batch_size = 16
-  config.coreset.embedding = "classifier"
+  config.coreset.embedding = "classifier2"
   config.coreset.embedding_dim = 32
   config.coreset.projection_seed = 0
   config.coreset.cache_dir = "~/.cache/smallgan_jax"
-  config.fid = image_scores.fid_config(features=("classifier",), classifier_seed=1)
+  config.fid = image_scores.fid_config(features=("classifier2",), classifier_seed=1)
   config.optim.g_lr = 2e-4
   config.optim.d_lr = 2e-4
   config.optim.b1 = 0.0

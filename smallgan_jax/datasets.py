@@ -17,7 +17,7 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
-from smallgan_jax import coreset, sampling
+from smallgan_jax import coreset, preparation, sampling
 from smallgan_jax import embeddings as embeddings_lib
 from smallgan_jax import features
 from smallgan_jax.data import anomaly, images, pipeline, toy
@@ -174,6 +174,7 @@ def _image_dataset(config: ml_collections.ConfigDict) -> ImageDataset:
   on first use). A missing dataset fails here, in one line, before any model is built. With
   `config.anomaly_class`, the source's normal training part and its test part."""
   sources = anomaly.training_sources(config)
+  preparation.announce(config, sources.split, sources.train)
   scores = image_scores.fid_scores(config, sources.split) if "fid" in config else ()
   extra, kind = {}, ImageDataset
   if sources.test is not None:

@@ -14,7 +14,7 @@ Files, in `config.coreset.cache_dir` (local, or gs://...; written atomically, as
 
 `<source>` is the image source's name with "/" as "." (`fashion_mnist.train`); a derived split
 (train and test pooled) is its own source, with its own name and index scheme. `<model>` is
-`pixels`, `inception` or `classifier-<classes>`. At load the metadata is checked against the
+`pixels`, `inception` or `<classifier network>-<classes>` (`classifier2-all`). At load the metadata is checked against the
 source and the config: dataset, image count and shape, embedding model, its classes and weights'
 sha256, dimension, projection seed, and a sha256 of a fixed sample of the images; any difference
 refuses to train with one line naming both values (`EmbeddingCacheError`). It never rebuilds over
@@ -55,7 +55,7 @@ from smallgan_jax.data import anomaly, images
 from smallgan_jax.features import classifier
 from smallgan_jax.metrics import inception
 
-MODELS = ("inception", "classifier", "pixels")
+MODELS = ("inception", *classifier.RECIPES, "pixels")
 FORMAT = 1
 # `config.coreset.<key>`: value taken where the key is absent.
 DEFAULTS = {
@@ -116,9 +116,10 @@ def settings_from_config(config: ml_collections.ConfigDict) -> Settings:
 
 
 def model_tag(settings: Settings) -> str:
-  """The embedding model as a file-name part: `pixels`, `inception` or `classifier-<classes>`."""
-  if settings.model == "classifier":
-    return f"classifier-{classifier.classes_tag(settings.classes)}"
+  """The embedding model as a file-name part: `pixels`, `inception` or, for a classifier network,
+  `<network>-<classes>`."""
+  if settings.model in classifier.RECIPES:
+    return f"{settings.model}-{classifier.classes_tag(settings.classes)}"
   return settings.model
 
 
@@ -168,7 +169,9 @@ def _classifier_embedder(settings: Settings, source: images.ImageSource,
                          test_source: Optional[images.ImageSource]) -> Embedder:
   """The seed-0 classifier's penultimate features, trained on `source` if not saved."""
   trained = classifier.load_or_train(settings.cache_dir, source, settings.classes,
-                                     test_source=test_source)
+                                     test_source=test_source,
+                                     settings=classifier.recipe(settings.model),
+                                     network=settings.model)
   return Embedder(embed=trained.features, weights=str(trained.path),
                   weights_sha256=trained.meta["sha256"],
                   info={"classes": trained.meta["classes"],
@@ -177,7 +180,7 @@ def _classifier_embedder(settings: Settings, source: images.ImageSource,
 
 def get_embedder(settings: Settings, source: images.ImageSource,
                  test_source: Optional[images.ImageSource] = None) -> Embedder:
-  """The embedding model `settings.model`; `classifier` is trained on `source` if not saved."""
+  """The embedding model `settings.model`; a classifier is trained on `source` if not saved."""
   if settings.model == "pixels":
     return Embedder(embed=_pixels)
   if settings.model == "inception":
@@ -191,8 +194,9 @@ def _stored_weights_sha256(settings: Settings, source_name: str) -> Optional[str
   if settings.model == "inception":
     weights = _inception_weights(settings)
     return caching.file_sha256(weights) if weights.exists() else None
-  if settings.model == "classifier":
-    return classifier.stored_sha256(settings.cache_dir, source_name, settings.classes)
+  if settings.model in classifier.RECIPES:
+    return classifier.stored_sha256(settings.cache_dir, source_name, settings.classes,
+                                    settings.model)
   return None
 
 
@@ -347,7 +351,7 @@ def check(path: epath.Path, meta: dict, array_shape: tuple[int, ...], settings: 
   if meta["model"] != settings.model:
     raise _refuse(path, f"was built with embedding model {meta['model']!r}; "
                   f"config.coreset.embedding={settings.model!r}")
-  if settings.model == "classifier":
+  if settings.model in classifier.RECIPES:
     stored = meta["model_info"].get("classes")
     now = None if settings.classes is None else list(settings.classes)
     if stored != now:

@@ -148,3 +148,25 @@ def test_classifier_embeddings_are_built_reused_and_tied_to_the_weights(tmp_path
     embeddings.load_or_build(config, train_source)
   assert_one_line_naming(error, f"weights of sha256 {saved.meta['sha256']}",
                          f"{path} now has sha256")
+
+
+def test_networks_are_named_apart_and_earlier_classifiers_keep_their_settings_record():
+  """`classifier2` files do not collide with `classifier`'s; a field added to the settings is not
+  recorded at the value earlier classifiers were trained with, so their metadata still match."""
+  assert classifier.weights_path("/c", "fashion_mnist/train", None, 1, "classifier2").name == (
+      "fashion_mnist.train.classifier2-all-seed1.msgpack")
+  assert "schedule" not in classifier._settings_dict(classifier.recipe("classifier"))
+  assert classifier._settings_dict(classifier.recipe("classifier2", seed=1))["schedule"] == "cosine"
+  with pytest.raises(ValueError, match="classifier network 'classifier3': expected one of"):
+    classifier.recipe("classifier3")
+
+
+def test_the_cosine_schedule_is_what_trains(sources):
+  cosine = classifier.train(sources[0], settings=classifier.TrainSettings(
+      **{**FAST.__dict__, "schedule": "cosine"}))
+  constant = classifier.train(sources[0], settings=FAST)
+  differs = [float(abs(a - b).max()) > 1e-6 for a, b in zip(jax.tree.leaves(cosine.params),
+                                                              jax.tree.leaves(constant.params))]
+  assert all(differs)
+  assert cosine.meta["settings"]["schedule"] == "cosine" and "schedule" not in constant.meta[
+      "settings"]

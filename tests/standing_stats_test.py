@@ -230,7 +230,7 @@ def test_eval_statistics_benchmark_scores_two_tiny_runs(tmp_path):
   rows = eval_statistics.measure([str(tmp_path / "smallgan"), str(tmp_path / "plain")])
   assert [(r["run"], r["statistics"]) for r in rows] == [
       (run, s) for run in ("smallgan", "plain") for s in eval_statistics.STATISTICS]
-  assert all(r["step"] == 2 and np.isfinite(r["classifier_fid"]) for r in rows)
+  assert all(r["step"] == 2 and np.isfinite(r["classifier2_fid"]) for r in rows)
   table = eval_statistics.table(rows).splitlines()
-  assert table[0].startswith("| run | step | statistics | ") and "classifier_fid" in table[0]
+  assert table[0].startswith("| run | step | statistics | ") and "classifier2_fid" in table[0]
   assert len(table) == 10 and table[2].startswith("| smallgan | 2 | running | ")

@@ -87,7 +87,7 @@ def classifier_network(trained: classifier.Trained) -> FeatureNetwork:
     return model.apply(params, pixels, method=type(model).features)
 
   seed = trained.meta.get("settings", {}).get("seed", 0)
-  name = classifier.network_tag(trained.meta.get("classes"), seed)
+  name = classifier.network_tag(trained.meta.get("classes"), seed, trained.network)
   return FeatureNetwork(name, apply, trained.params, trained.meta["sha256"])
 
 

@@ -1,12 +1,14 @@
 """The scores of generated images that a run computes at each evaluation, from `config.fid`.
 
   inception   -> "fid": the FID Inception's pool3 (needs the converted weights; the published FID)
-  classifier  -> "classifier_fid": the same Fréchet distance on the penultimate features of the
+  classifier2 -> "classifier2_fid": the same Fréchet distance on the penultimate features of the
                  project's classifier (`smallgan_jax.features.classifier`), for data without
                  Inception weights at hand (Fashion-MNIST on this machine). Its seed defaults to
                  1, so the network that scores samples is not the one (seed 0) whose features
                  pick the target core-sets; seed 0 scores with the picking network, as the paper
                  does with Inception.
+  classifier  -> "classifier_fid": as "classifier2", on the slower-to-train network that scored
+                 every run before issue 24 (`classifier.RECIPES`); its scores compare with those.
 
 Each feature network gives a dict of scores, named with its prefix ("" for the Inception,
 "classifier_" for the classifier): `fid`; with `config.fid.coverage` also `precision`, `recall`
@@ -31,8 +33,8 @@ from smallgan_jax.data import images
 from smallgan_jax.features import classifier
 from smallgan_jax.metrics import coverage, fid
 
-FEATURES = ("inception", "classifier")
-METRIC_NAMES = {"inception": "fid", "classifier": "classifier_fid"}
+FEATURES = ("inception", *classifier.RECIPES)
+METRIC_NAMES = {"inception": "fid", **{name: f"{name}_fid" for name in classifier.RECIPES}}
 
 
 def fid_config(**overrides: Any) -> ml_collections.ConfigDict:
@@ -54,7 +56,7 @@ def fid_config(**overrides: Any) -> ml_collections.ConfigDict:
   real_subset:      how many training images (a fixed seed-0 draw, `fid.subset_indices`) the
                     coverage metrics compare against; 0: as many as `eval_num_samples`.
   """
-  config = ml_collections.ConfigDict({"features": ("classifier",), "classifier_seed": 1,
+  config = ml_collections.ConfigDict({"features": ("classifier2",), "classifier_seed": 1,
                                       "download": True, "coverage": True, "pr_k": 3, "dc_k": 5,
                                       "kid_subsets": 100, "kid_subset_size": 1000,
                                       "real_subset": 0})
@@ -99,7 +101,7 @@ def feature_network(config: ml_collections.ConfigDict, feature: str,
                                    download=config.fid.download)
   trained = classifier.load_or_train(
       settings.cache_dir, source, None,
-      settings=classifier.TrainSettings(seed=config.fid.classifier_seed))
+      settings=classifier.recipe(feature, config.fid.classifier_seed), network=feature)
   return features.classifier_network(trained)
 
 
