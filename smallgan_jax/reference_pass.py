@@ -109,9 +109,9 @@ def _shared_network(config: ml_collections.ConfigDict, split: images.ImageSource
   """The FID network that is also `config`'s embedding model over the same images (the
   Inception configs), or None where there is none: another embedding model, no FID with it, no
   embeddings needed, or a training part other than the split (anomaly configs)."""
-  settings = embeddings_lib.settings_from_config(config)
   if ("fid" not in config or SHARED_FEATURE not in config.fid.features
-      or settings.model != SHARED_FEATURE or not embeddings_lib.needed(config)):
+      or not embeddings_lib.needed(config)
+      or embeddings_lib.settings_from_config(config).model != SHARED_FEATURE):
     return None
   if (split.name, len(split), tuple(split.shape)) != (train.name, len(train), tuple(train.shape)):
     return None

@@ -14,9 +14,11 @@ import pytest
 
 from smallgan_jax import caching, datasets, embeddings, features, reference_pass
 from smallgan_jax.data import anomaly
+from smallgan_jax.features import classifier
 from smallgan_jax.metrics import fid, image_scores
+from smallgan_jax.models import classifier as classifier_model
 
-COUNT, SHAPE, SUBSET = 450, (4, 4, 1), 20  # Three batches of features.DEFAULT_BATCH.
+COUNT, SHAPE, SUBSET = 450, (28, 28, 1), 20  # Three batches of features.DEFAULT_BATCH.
 BATCHES = -(-COUNT // features.DEFAULT_BATCH)
 TIMING = ("seconds", "build_seconds")
 
@@ -117,7 +119,8 @@ def test_the_one_pass_writes_what_the_separate_paths_write(tmp_path, monkeypatch
   monkeypatch.setattr(reference_pass, "write_missing", lambda *args: None)
   calls.clear()
   start(alone, monkeypatch, source)
-  assert len(calls) == 2 * BATCHES + 1  # Statistics, embeddings, and the subset's one batch.
+  # Statistics, embeddings and the subset's one batch: three passes, all at one batch shape.
+  assert calls == [features.DEFAULT_BATCH] * (2 * BATCHES + 1)
   paths = cache_files(together, source)
   for name, path in cache_files(alone, source).items():
     assert path.name == paths[name].name
@@ -149,6 +152,18 @@ def test_a_cache_already_there_is_kept_and_the_others_come_from_one_pass(
           paths[present].read_bytes()) == kept
 
 
+def stand_in_classifier(cache_dir, source, classes=None, test_source=None,
+                        settings=classifier.TrainSettings()):
+  """A small untrained classifier per seed, for `classifier.load_or_train` (training takes
+  minutes)."""
+  del cache_dir, source, classes, test_source
+  model = classifier_model.CNNClassifier(num_classes=10, channels=(4,), feature_dim=8)
+  params = model.init(jax.random.key(settings.seed), np.zeros((1, *SHAPE), np.uint8))
+  meta = {"sha256": f"{settings.seed:02d}" * 32, "classes": None,
+          "settings": {"seed": settings.seed}}
+  return classifier.Trained(model, params, meta)
+
+
 def test_configs_whose_networks_differ_take_the_separate_paths(tmp_path, monkeypatch, calls):
   source = Source()
   # Pixel embeddings with the Inception's FID: the network runs for the FID caches only.
@@ -156,13 +171,19 @@ def test_configs_whose_networks_differ_take_the_separate_paths(tmp_path, monkeyp
   dataset = start(pixels, monkeypatch, source)
   assert len(calls) == BATCHES + 1  # Statistics, then the subset's one batch.
   assert dataset.embeddings.meta["model"] == "pixels"
-  # The classifier's embeddings, scored by the classifier of another seed: no shared network,
-  # nothing loaded or written here (the loaders train and cache their own).
-  monkeypatch.setattr(image_scores, "feature_network", lambda *args: pytest.fail("loaded"))
-  classifier = make_config(tmp_path, "classifier", embedding="classifier",
-                           fid_features=("classifier",))
-  reference_pass.write_missing(classifier, source, source)
+  # The classifier's (seed 0) embeddings, scored by the classifier of seed 1.
+  monkeypatch.setattr(classifier, "load_or_train", stand_in_classifier)
+  monkeypatch.setattr(reference_pass, "one_pass", lambda *args: pytest.fail("one pass"))
+  calls.clear()
+  dataset = start(make_config(tmp_path, "classifier", embedding="classifier",
+                              fid_features=("classifier",)), monkeypatch, source)
+  assert not calls and dataset.scores[0].network.name == "classifier-all-seed1"
+  assert dataset.embeddings.meta["weights_sha256"] == "00" * 32
+  names = sorted(path.name for path in (tmp_path / "classifier").glob("*.json"))
+  assert names == ["toy.train.classifier-all.d8.seed0.json",
+                   f"toy.train.fid-classifier-all-seed1.{'01' * 6}.features-{SUBSET}.json",
+                   f"toy.train.fid-classifier-all-seed1.{'01' * 6}.json"]
   # An anomaly config trains on a part of the split: not the same images.
   part = Source("toy/train-anomaly0-seed0-train", seed=2)
   reference_pass.write_missing(make_config(tmp_path, "anomaly"), source, part)
-  assert not (tmp_path / "classifier").exists() and not (tmp_path / "anomaly").exists()
+  assert not (tmp_path / "anomaly").exists()
