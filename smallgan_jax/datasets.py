@@ -17,7 +17,7 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
-from smallgan_jax import coreset, preparation, sampling
+from smallgan_jax import coreset, preparation, reference_pass, sampling
 from smallgan_jax import embeddings as embeddings_lib
 from smallgan_jax import features
 from smallgan_jax.data import anomaly, images, pipeline, toy
@@ -171,16 +171,18 @@ class AnomalyDataset(ImageDataset):
 
 def _image_dataset(config: ml_collections.ConfigDict) -> ImageDataset:
   """The config's image source, and its embeddings when the target core-set needs them (built
-  on first use). A missing dataset fails here, in one line, before any model is built. With
-  `config.anomaly_class`, the source's normal training part and its test part."""
+  on first use; where the embedding model is also an FID network, in one pass with the FID
+  caches, `reference_pass`). A missing dataset fails here, in one line, before any model is
+  built. With `config.anomaly_class`, the source's normal training part and its test part."""
   sources = anomaly.training_sources(config)
   preparation.announce(config, sources.split, sources.train)
+  reference_pass.write_missing(config, sources.split, sources.train)
   scores = image_scores.fid_scores(config, sources.split) if "fid" in config else ()
   extra, kind = {}, ImageDataset
   if sources.test is not None:
     extra, kind = {"test": sources.test, "test_is_anomaly": sources.test_is_anomaly}, AnomalyDataset
-  rows = (None if config.coreset.factor_target == 1
-          else embeddings_lib.load_or_build(config, sources.train))
+  rows = (embeddings_lib.load_or_build(config, sources.train) if embeddings_lib.needed(config)
+          else None)
   return kind(sources.train, rows, scores, **extra)
 
 

@@ -68,7 +68,9 @@ DEFAULTS = {
     "inception_weights": "",          # `inception`: the FID Inception's converted weights
                                       # ("": `metrics.inception.DEFAULT_WEIGHTS`).
 }
-BUILD_BATCH = 256       # Images embedded per call while building.
+BUILD_BATCH = features.DEFAULT_BATCH  # Images embedded per call: the FID passes' batch shape, so
+                                     # an inception array is the same bit for bit whether built
+                                     # alone or in the one pass of `reference_pass`.
 
 
 class EmbeddingCacheError(caching.CacheError):
@@ -220,54 +222,80 @@ def _read_chunk(source: images.ImageSource, indices: np.ndarray) -> np.ndarray:
   return pixels
 
 
+class ArrayBuilder:
+  """The array of `source` under `settings`, filled in index order from raw embeddings, batch by
+  batch, with the full fingerprint of the images: what `compute` and the one pass of
+  `reference_pass` share, so that both write the same array and metadata."""
+
+  def __init__(self, source: images.ImageSource, settings: Settings, batch: int):
+    self.source, self.settings, self.batch = source, settings, batch
+    self.digest = hashlib.sha256()
+    caching.hash_header(self.digest, len(source), source.shape)
+    self.array, self.project, self.raw_dim, self.done = None, None, None, 0
+
+  def hash_pixels(self, pixels: np.ndarray) -> None:
+    """Adds the next images (uint8, in index order) to the fingerprint."""
+    self.digest.update(np.ascontiguousarray(pixels, np.uint8).tobytes())
+
+  def add(self, raw: Any, count: int) -> None:
+    """Projects and stores the next `count` rows: the first `count` of `raw` (count or `batch`
+    rows, raw_dim). Projected `batch` rows at a time (padded with zeros), so the projection
+    compiles once and every builder projects at one shape."""
+    if self.project is None:
+      self.raw_dim = int(raw.shape[-1])
+      self.project = _projector(self.raw_dim, self.settings)
+      dim = self.raw_dim if self.settings.dim is None else self.settings.dim
+      self.array = np.empty((len(self.source), dim), np.float32)
+    if len(raw) < self.batch:
+      raw = np.concatenate([np.asarray(raw, np.float32),
+                            np.zeros((self.batch - len(raw), self.raw_dim), np.float32)])
+    rows = self.project(raw)[:count]
+    if not np.isfinite(rows).all():
+      raise ValueError(f"the {self.settings.model} embedding of {self.source.name} images "
+                       f"{self.done}..{self.done + count - 1} is not finite")
+    self.array[self.done:self.done + count] = rows
+    self.done += count
+
+  def result(self) -> tuple[np.ndarray, str, int]:
+    """(array (count, dim) float32, full fingerprint, raw dim), once every row is stored."""
+    if self.done != len(self.source):
+      raise ValueError(f"embedded {self.done} of the {len(self.source)} images of "
+                       f"{self.source.name}")
+    return self.array, self.digest.hexdigest(), self.raw_dim
+
+
 def compute(source: images.ImageSource, embedder: Embedder, settings: Settings,
             batch: int = BUILD_BATCH) -> tuple[np.ndarray, str, int]:
   """One pass over `source`: (array (count, dim) float32, full fingerprint, raw dim).
 
   A thread reads the next chunk of images while the model embeds this one. Chunks are padded to
-  `batch` images so that the jitted model compiles once.
+  `batch` images (rounded up to a multiple of the local devices, as `features.iter_features`
+  does) so that the jitted model compiles once, at the shape of the FID passes.
   """
-  count = len(source)
-  digest = hashlib.sha256()
-  caching.hash_header(digest, count, source.shape)
+  count, batch = len(source), features.device_batch(batch)
+  builder = ArrayBuilder(source, settings, batch)
   progress = caching.Progress(count, f"Embedding {source.name} ({model_tag(settings)}, "
                       f"{'raw' if settings.dim is None else settings.dim}-d)")
-  starts = range(0, count, batch)
   chunk = lambda start: np.arange(start, min(start + batch, count))
-  array, project, raw_dim = None, None, None
   with concurrent.futures.ThreadPoolExecutor(1) as reader:
     pending = reader.submit(_read_chunk, source, chunk(0))
-    for start in starts:
+    for start in range(0, count, batch):
       pixels = pending.result()
       if start + batch < count:
         pending = reader.submit(_read_chunk, source, chunk(start + batch))
-      digest.update(pixels.tobytes())
+      builder.hash_pixels(pixels)
       padded = np.zeros((batch, *source.shape), np.uint8)
       padded[:len(pixels)] = pixels
-      raw = embedder.embed(padded)
-      if project is None:
-        raw_dim = int(raw.shape[-1])
-        project = _projector(raw_dim, settings)
-        array = np.empty((count, raw_dim if settings.dim is None else settings.dim), np.float32)
-      rows = project(raw)[:len(pixels)]
-      if not np.isfinite(rows).all():
-        raise ValueError(f"the {settings.model} embedding of {source.name} images "
-                         f"{start}..{start + len(pixels) - 1} is not finite")
-      array[start:start + len(pixels)] = rows
+      builder.add(embedder.embed(padded), len(pixels))
       progress.update(start + len(pixels))
-  return array, digest.hexdigest(), raw_dim
+  return builder.result()
 
 
-def build(settings: Settings, source: images.ImageSource,
-          test_source: Optional[images.ImageSource] = None,
-          batch: int = BUILD_BATCH) -> epath.Path:
-  """Computes and saves the array and its metadata (overwriting any there); returns its path."""
-  if len(source) < 1:
-    raise ValueError(f"{source.name} has no images to embed")
+def save(settings: Settings, source: images.ImageSource, embedder: Embedder, array: np.ndarray,
+         fingerprint: str, raw_dim: int, started: float) -> epath.Path:
+  """Writes `array` (`compute`'s, of `source` by `embedder`) and its metadata, overwriting any
+  there; returns its path. `started`: when the computation began (`time.time()`)."""
   path = cache_path(settings, source.name)
-  started = time.time()
-  embedder = get_embedder(settings, source, test_source)
-  array, fingerprint, raw_dim = compute(source, embedder, settings, batch)
   meta = {
       "format": FORMAT,
       "dataset": source.name,
@@ -293,6 +321,22 @@ def build(settings: Settings, source: images.ImageSource,
   logging.info("Saved the %s embeddings of %s (%d x %d) to %s in %.0f s", model_tag(settings),
                source.name, *array.shape, path, meta["build_seconds"])
   return path
+
+
+def build(settings: Settings, source: images.ImageSource,
+          test_source: Optional[images.ImageSource] = None,
+          batch: int = BUILD_BATCH) -> epath.Path:
+  """Computes and saves the array and its metadata (overwriting any there); returns its path."""
+  if len(source) < 1:
+    raise ValueError(f"{source.name} has no images to embed")
+  started = time.time()
+  embedder = get_embedder(settings, source, test_source)
+  return save(settings, source, embedder, *compute(source, embedder, settings, batch), started)
+
+
+def needed(config: ml_collections.ConfigDict) -> bool:
+  """Whether a run of `config` reads the array: its target core-set picks (factor_target > 1)."""
+  return config.coreset.factor_target != 1
 
 
 # ---------------------------------------------------------------------------------------------

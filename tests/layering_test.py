@@ -14,8 +14,9 @@ RANKS = {
     "smallgan_jax.features.classifier": 3,
     "smallgan_jax.features": 4,
     "smallgan_jax.metrics.fid": 5, "smallgan_jax.embeddings": 5,
-    "smallgan_jax.metrics.image_scores": 6, "smallgan_jax.preparation": 6,
-    "smallgan_jax.datasets": 7,
+    "smallgan_jax.metrics.image_scores": 6,
+    "smallgan_jax.reference_pass": 7, "smallgan_jax.preparation": 7,
+    "smallgan_jax.datasets": 8,
 }
 
 

@@ -25,7 +25,11 @@ from smallgan_jax import caching
 from smallgan_jax.features import classifier
 from smallgan_jax.metrics import inception
 
-DEFAULT_BATCH = 200  # Images per feature batch (rounded up to a multiple of the device count).
+# Images per feature batch (rounded up to a multiple of the device count, `device_batch`): every
+# pass of a network over real images (FID statistics, reference features, embeddings) runs at
+# this one shape, so the same image gets the same features bit for bit whichever pass computed
+# it (XLA may pick other kernels, summing in another order, for another batch shape).
+DEFAULT_BATCH = 200
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -119,6 +123,13 @@ def fixed_batches(images, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
     yield np.concatenate([last, np.zeros((batch_size - count, *last.shape[1:]), last.dtype)]), count
 
 
+def device_batch(batch_size: int) -> int:
+  """`batch_size` rounded up to a multiple of the local device count: the batch shape
+  `iter_features` runs at, each device computing an equal share."""
+  devices = jax.local_device_count()
+  return -(-batch_size // devices) * devices
+
+
 @functools.lru_cache(maxsize=8)
 def _sharded_apply(apply: Callable, devices: tuple) -> tuple[Callable, Any, Any]:
   mesh = Mesh(np.asarray(devices), ("batch",))
@@ -141,9 +152,8 @@ def iter_features(network: FeatureNetwork, images: Iterable[np.ndarray] | np.nda
   Each batch holds `batch_size` images rounded up to a multiple of the local device count, split
   across the devices; the host prepares the next batch while the devices compute.
   """
-  devices = tuple(jax.local_devices())
-  batch_size = -(-batch_size // len(devices)) * len(devices)
-  fn, data, replicated = _sharded_apply(network.apply, devices)
+  batch_size = device_batch(batch_size)
+  fn, data, replicated = _sharded_apply(network.apply, tuple(jax.local_devices()))
   variables = _replicated_variables(network, replicated)
   pending = None
   for batch, count in fixed_batches(images, batch_size):

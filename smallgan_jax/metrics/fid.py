@@ -180,8 +180,10 @@ def _check(path, meta: dict, source: _Source, network: _Network, num_images: int
                        f"{fingerprint[:16]}...)")
 
 
-def _source_batches(source: _Source, indices: np.ndarray, batch_size: int, what: str
-                    ) -> Iterator[np.ndarray]:
+def source_batches(source: _Source, indices: np.ndarray, batch_size: int, what: str
+                   ) -> Iterator[np.ndarray]:
+  """The images of `source` at `indices`, `batch_size` at a time, logging "FID `what` of <source>"
+  progress (`caching.Progress`)."""
   progress = caching.Progress(len(indices), f"FID {what} of {source.name}")
   for start in range(0, len(indices), batch_size):
     yield source.images(indices[start:start + batch_size])
@@ -231,14 +233,22 @@ def compute_reference(source: _Source, network: _Network, cache_dir: str,
   """Computes the statistics of the first `num_images` images of `source` (all if None) and
   writes them with their metadata (overwriting any there); returns the .npz path."""
   num_images = len(source) if num_images is None else min(int(num_images), len(source))
-  path = statistics_path(cache_dir, source.name, network)
   started = time.time()
-  batches = _source_batches(source, np.arange(num_images), batch_size, "statistics")
+  batches = source_batches(source, np.arange(num_images), batch_size, "statistics")
   stats = image_statistics(network, batches, batch_size)
-  meta = _meta(source, network, num_images, int(stats.mu.shape[0]), started)
+  return save_reference(source, network, cache_dir, stats, started)
+
+
+def save_reference(source: _Source, network: _Network, cache_dir: str, stats: Statistics,
+                   started: float):
+  """Writes `stats`, of the first `stats.count` images of `source` under `network`, with their
+  metadata (overwriting any there); returns the .npz path. `started`: when the computation began
+  (`time.time()`)."""
+  path = statistics_path(cache_dir, source.name, network)
+  meta = _meta(source, network, stats.count, int(stats.mu.shape[0]), started)
   _save(path, {"mu": stats.mu, "sigma": stats.sigma}, meta)
   logging.info("Saved the %s FID statistics of %s (%d images) to %s in %.0f s", network.name,
-               source.name, num_images, path, meta["seconds"])
+               source.name, stats.count, path, meta["seconds"])
   return path
 
 
@@ -292,10 +302,18 @@ def compute_reference_features(source: _Source, network: _Network, cache_dir: st
   """Computes the features of `subset_indices(len(source), count)` and writes them with their
   indices and metadata (overwriting any there); returns the .npz path."""
   indices = subset_indices(len(source), count)
-  path = features_path(cache_dir, source.name, network, len(indices))
   started = time.time()
-  batches = _source_batches(source, indices, batch_size, "reference features")
+  batches = source_batches(source, indices, batch_size, "reference features")
   features = np.concatenate(list(features_lib.iter_features(network, batches, batch_size)))
+  return save_reference_features(source, network, cache_dir, indices, features, started)
+
+
+def save_reference_features(source: _Source, network: _Network, cache_dir: str,
+                            indices: np.ndarray, features: np.ndarray, started: float):
+  """Writes `features` (float32 (count, D)), of the images of `source` at `indices` (the subset
+  `subset_indices`) under `network`, with the indices and metadata (overwriting any there);
+  returns the .npz path. `started`: when the computation began (`time.time()`)."""
+  path = features_path(cache_dir, source.name, network, len(indices))
   meta = _meta(source, network, len(indices), int(features.shape[1]), started,
                subset_seed=SUBSET_SEED)
   _save(path, {"features": features, "indices": indices}, meta)

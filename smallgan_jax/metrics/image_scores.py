@@ -20,7 +20,9 @@ Inception run writes `fid`, `precision`, ..., `kid`, `inception_score`; a classi
 
 All are built before any model, with their reference statistics and features of the training
 split (cached by `fid.reference_statistics` and `fid.reference_features`), so missing weights or
-data fail a run in seconds, in one line.
+data fail a run in seconds, in one line. Where the Inception is also the embedding model, a cold
+start writes those caches and the embedding array from one pass over the split first
+(`smallgan_jax.reference_pass`); the loaders here then find them.
 """
 import dataclasses
 from typing import Any, Optional
