@@ -41,9 +41,6 @@ def scoring_config(workdir: str, num: int, features: Optional[list[str]]) -> Any
 
 def write_reference(dataset: Any, path: str) -> None:
   """The training split's statistics of the one feature network scored, as pytorch-fid's .npz."""
-  if len(dataset.scores) != 1:
-    raise ValueError(f"--reference_out={path!r} needs exactly one feature network; the run "
-                     f"scores {len(dataset.scores)}: choose one with --features")
   reference = dataset.scores[0].reference
   checkpointing.write_atomically(checkpointing.workdir_path(path),
                                  lambda f: np.savez(f, mu=reference.mu, sigma=reference.sigma))
@@ -62,6 +59,10 @@ def score_run(workdir: str, step: Optional[int], num: int,
   """Scores the checkpoint of `step` (default: the newest) of the run in `workdir` on `num`
   samples; returns the scores.json entry it appended."""
   config = scoring_config(workdir, num, features)
+  scored = len(config.fid.features) if "fid" in config else 0
+  if reference_out and scored != 1:  # Before the dataset, which may train a network first.
+    raise ValueError(f"--reference_out={reference_out!r} needs exactly one feature network; the "
+                     f"run scores {scored}: choose one with --features")
   dataset = datasets.get_dataset(config)
   if reference_out:
     write_reference(dataset, reference_out)

@@ -23,8 +23,8 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from smallgan_jax import checkpointing, datasets, distributed, evaluation, losses, models
-from smallgan_jax import objectives, preemption, sampling, topk, validation, watchdog
+from smallgan_jax import caching, checkpointing, datasets, distributed, evaluation, losses, models
+from smallgan_jax import objectives, preemption, reporting, sampling, topk, validation, watchdog
 from smallgan_jax.model_state import ModelState, apply_model
 from smallgan_jax.data import pipeline
 
@@ -379,18 +379,14 @@ class StepMetrics:
     return means
 
 
-def create_reporting(workdir: str, config: ml_collections.ConfigDict) -> tuple[Any, Callable]:
-  """clu's console + TensorBoard writer (console only on hosts other than the first) and its
-  progress reporter (steps/s and ETA).
-
-  clu's writers import TensorFlow, so clu is imported here rather than at the top: the train step
-  stays importable where TensorFlow is not installed (e.g. GPU images running benchmarks).
-  """
-  from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  report_progress = periodic_actions.ReportProgress(
-      num_train_steps=config.num_train_steps, writer=writer, every_secs=10)
-  return writer, report_progress
+def create_reporting(workdir: str, config: ml_collections.ConfigDict,
+                     first_step: int) -> tuple[reporting.Writer, Callable[[int], None]]:
+  """The run's writer (the log, and TensorBoard on the first process: `reporting.py`) and its
+  progress report (steps/s and the time left, every 10 s)."""
+  writer = reporting.create_writer(workdir, just_logging=jax.process_index() > 0)
+  progress = caching.Progress(config.num_train_steps - first_step + 1, "Training", unit="steps",
+                              every_s=10)
+  return writer, lambda step: progress.update(step - first_step + 1)
 
 
 def replicated_state(config: ml_collections.ConfigDict, dataset: Any,
@@ -443,7 +439,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   checkpointing.save_record(workdir, config, layout)
   first_step = int(distributed.host_value(state.step)) + 1
 
-  writer, report_progress = create_reporting(str(workdir), config)
+  writer, report_progress = create_reporting(str(workdir), config, first_step)
   evaluate = evaluation.Evaluator(config, dataset, workdir, writer, state.g.apply_fn)
   host_inputs = dataset.batches(config, mesh, first_step)
   p_train_step = make_train_step(config, dataset, mesh, streamed=dataset.streamed)

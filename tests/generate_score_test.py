@@ -12,7 +12,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from smallgan_jax import evaluation, generate, runs, sampling, score
+from smallgan_jax import evaluation, features, generate, runs, sampling, score
+from smallgan_jax.data import images
+from smallgan_jax.metrics import image_scores
 from tests.image_train_test import tiny_image_flags
 from tests.main_test import ROOT, main_env, run_main
 
@@ -126,3 +128,24 @@ def test_workdir_without_a_run_is_refused_in_one_line(tmp_path):
 def test_generate_refuses_a_toy_run(toy_run, tmp_path):
   with pytest.raises(ValueError, match="holds a run on 'mog_grid': generate writes images"):
     generate.generate(toy_run, None, 5, str(tmp_path))
+
+
+def test_reference_out_writes_the_splits_statistics_as_pytorch_fid_reads_them(image_run, tmp_path):
+  """mu and sigma of the training split under the scored network, computed here independently
+  (float64 NumPy over every image's features); with two networks it is refused, writing nothing."""
+  out = tmp_path / "reference.npz"
+  score.score_run(image_run, None, 16, ["classifier2"], str(out))
+  config = score.scoring_config(image_run, 16, ["classifier2"])
+  source = images.get_source(config.data, config.data.split)
+  network = image_scores.feature_network(config, "classifier2", source)
+  rows = np.concatenate(list(features.iter_features(network, source.images(np.arange(len(source))))))
+  with np.load(out) as written:
+    assert sorted(written) == ["mu", "sigma"]
+    np.testing.assert_allclose(written["mu"], rows.astype(np.float64).mean(0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(written["sigma"], np.cov(rows.astype(np.float64), rowvar=False),
+                               rtol=1e-9, atol=1e-9)
+  two = tmp_path / "two.npz"
+  with pytest.raises(ValueError, match=r"^--reference_out='.*two.npz' needs exactly one feature "
+                     r"network; the run scores 2: choose one with --features$"):
+    score.score_run(image_run, None, 16, ["classifier2", "classifier"], str(two))
+  assert not two.exists()

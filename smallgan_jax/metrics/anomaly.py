@@ -20,7 +20,6 @@ the scores come from our networks, data stream and split (docs/anomaly.md), so e
 not expected.
 """
 import numpy as np
-from sklearn import metrics
 
 
 def _validate(scores: np.ndarray, is_anomaly: np.ndarray) -> None:
@@ -48,6 +47,8 @@ def anomaly_metrics(scores: np.ndarray, is_anomaly: np.ndarray) -> dict:
   is_anomaly = np.asarray(is_anomaly)
   _validate(scores, is_anomaly)
   is_anomaly = is_anomaly.astype(bool)
+  # Imported here: scikit-learn takes over a second to import, and only anomaly runs score with it.
+  from sklearn import metrics  # pylint: disable=g-import-not-at-top
   precision, recall, _ = metrics.precision_recall_curve(is_anomaly, scores)
   return {"auprc": float(metrics.average_precision_score(is_anomaly, scores)),
           "roc_auc": float(metrics.roc_auc_score(is_anomaly, scores)),
