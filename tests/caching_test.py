@@ -80,7 +80,8 @@ def test_a_classifier_saved_under_the_old_name_is_reused_not_retrained(tmp_path,
       "format": 1, "dataset": source.name, "count": 100,
       "sample_fingerprint": "cdf537ad97644512217c5e03b70e6faaed17ba94c81fdd1b9e8721d118bcac01",
       "classes": None, "class_ids": [0, 1, 2], "train_images": 100,
-      "settings": json.loads(json.dumps(settings.__dict__)), "train_seconds": 1.0,
+      "settings": {"epochs": 6, "batch_size": 128, "learning_rate": 0.001, "seed": 1,
+                   "channels": [32, 64], "feature_dim": 128}, "train_seconds": 1.0,
       "sha256": hashlib.sha256(data).hexdigest()}))
   monkeypatch.setattr(classifier, "train", lambda *a, **k: pytest.fail("retrained"))
   trained = classifier.load_or_train(str(tmp_path), source, None, settings=settings)

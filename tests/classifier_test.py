@@ -43,9 +43,10 @@ def trained(sources):
   return classifier.train(sources[0], settings=FAST, test_source=sources[1])
 
 
-def test_model_gives_logits_and_penultimate_features():
+@pytest.mark.parametrize("downsample", ["max_pool", "stride"])
+def test_model_gives_logits_and_penultimate_features(downsample):
   for shape in ((28, 28, 1), (32, 32, 3)):
-    model = classifier_model.CNNClassifier(num_classes=7)
+    model = classifier_model.CNNClassifier(num_classes=7, downsample=downsample)
     images = jax.ShapeDtypeStruct((2, *shape), jnp.uint8)
     params = jax.eval_shape(model.init, jax.random.PRNGKey(0), images)
     assert jax.eval_shape(model.apply, params, images).shape == (2, 7)
@@ -155,8 +156,10 @@ def test_networks_are_named_apart_and_earlier_classifiers_keep_their_settings_re
   recorded at the value earlier classifiers were trained with, so their metadata still match."""
   assert classifier.weights_path("/c", "fashion_mnist/train", None, 1, "classifier2").name == (
       "fashion_mnist.train.classifier2-all-seed1.msgpack")
-  assert "schedule" not in classifier._settings_dict(classifier.recipe("classifier"))
-  assert classifier._settings_dict(classifier.recipe("classifier2", seed=1))["schedule"] == "cosine"
+  assert not {"schedule", "downsample"} & set(classifier._settings_dict(
+      classifier.recipe("classifier")))
+  recorded = classifier._settings_dict(classifier.recipe("classifier2", seed=1))
+  assert (recorded["schedule"], recorded["downsample"], recorded["seed"]) == ("cosine", "stride", 1)
   with pytest.raises(ValueError, match="classifier network 'classifier3': expected one of"):
     classifier.recipe("classifier3")
 

@@ -236,7 +236,7 @@ def test_an_image_evaluation_writes_each_networks_coverage_scores(tmp_path, monk
   writer = Recorder()
   metrics = evaluation.Evaluator(config, dataset, tmp_path, writer, state.g.apply_fn)(state, 2)
   names = ("fid", "precision", "recall", "density", "coverage", "kid")
-  assert set(metrics) == {f"classifier_{name}" for name in names}
+  assert set(metrics) == {f"classifier2_{name}" for name in names}
   assert writer.scalars[2] == {f"eval/{k}": v for k, v in metrics.items()}
   assert all(np.isfinite(v) for v in metrics.values())
-  assert all(0 <= metrics[f"classifier_{k}"] <= 1 for k in ("precision", "recall", "coverage"))
+  assert all(0 <= metrics[f"classifier2_{k}"] <= 1 for k in ("precision", "recall", "coverage"))

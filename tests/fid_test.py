@@ -261,7 +261,7 @@ def classifier():
   shapes = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, 28, 28, 1), np.uint8))
   rng = np.random.default_rng(7)
   params = jax.tree.map(lambda s: rng.normal(0, 0.3, s.shape).astype(np.float32), shapes)
-  trained = types.SimpleNamespace(model=model, params=params,
+  trained = types.SimpleNamespace(model=model, params=params, network="classifier",
                                   meta={"sha256": "ab" * 32, "classes": None})
   return features.classifier_network(trained)
 

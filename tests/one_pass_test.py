@@ -153,7 +153,7 @@ def test_a_cache_already_there_is_kept_and_the_others_come_from_one_pass(
 
 
 def stand_in_classifier(cache_dir, source, classes=None, test_source=None,
-                        settings=classifier.TrainSettings()):
+                        settings=classifier.TrainSettings(), network="classifier"):
   """A small untrained classifier per seed, for `classifier.load_or_train` (training takes
   minutes)."""
   del cache_dir, source, classes, test_source
@@ -161,7 +161,7 @@ def stand_in_classifier(cache_dir, source, classes=None, test_source=None,
   params = model.init(jax.random.key(settings.seed), np.zeros((1, *SHAPE), np.uint8))
   meta = {"sha256": f"{settings.seed:02d}" * 32, "classes": None,
           "settings": {"seed": settings.seed}}
-  return classifier.Trained(model, params, meta)
+  return classifier.Trained(model, params, meta, network=network)
 
 
 def test_configs_whose_networks_differ_take_the_separate_paths(tmp_path, monkeypatch, calls):

@@ -51,7 +51,8 @@ class TrainSettings:
   """How the classifier is trained (recorded with it; another setting is another classifier).
 
   The defaults are the `classifier` network's (issue 13): 91.8% test accuracy on Fashion-MNIST.
-  `schedule` "cosine" decays the learning rate to 0 over the run (optax), "constant" keeps it.
+  `schedule` "cosine" decays the learning rate to 0 over the run (optax), "constant" keeps it;
+  `downsample` is the network's (`models/classifier.py`: "max_pool" or "stride").
   """
   epochs: int = 6
   batch_size: int = 128
@@ -60,24 +61,27 @@ class TrainSettings:
   channels: tuple[int, ...] = (32, 64)
   feature_dim: int = 128
   schedule: str = "constant"
+  downsample: str = "max_pool"
 
   def __post_init__(self):
-    if self.schedule not in SCHEDULES:
-      raise ValueError(f"classifier schedule {self.schedule!r}: expected one of {SCHEDULES}")
+    for field, allowed in (("schedule", SCHEDULES), ("downsample", DOWNSAMPLES)):
+      if getattr(self, field) not in allowed:
+        raise ValueError(f"classifier {field} {getattr(self, field)!r}: expected one of {allowed}")
 
 
 SCHEDULES = ("constant", "cosine")
+DOWNSAMPLES = ("max_pool", "stride")
 # Fields added after the first classifiers were saved, with the value those were trained with:
 # recorded only where they differ from it, so that the saved classifiers keep matching.
-ADDED_FIELDS = {"schedule": "constant"}
+ADDED_FIELDS = {"schedule": "constant", "downsample": "max_pool"}
 # The named networks: each name is a file-name part (`network_tag`) and a set of settings, so
 # that a changed recipe comes under a new name and the scores of the old one stay comparable.
 RECIPES = {
     "classifier": TrainSettings(),
     # A first image run prepares two of these before its first step (issue 24): see
     # docs/embeddings.md for its accuracy and time against "classifier".
-    "classifier2": TrainSettings(epochs=3, batch_size=256, learning_rate=3e-3, channels=(16, 32),
-                                 schedule="cosine"),
+    "classifier2": TrainSettings(epochs=4, batch_size=128, learning_rate=2e-3, schedule="cosine",
+                                 downsample="stride"),
 }
 
 
@@ -177,7 +181,8 @@ def select(source: images_lib.ImageSource,
 
 def make_model(num_classes: int, settings: TrainSettings) -> classifier_model.CNNClassifier:
   return classifier_model.CNNClassifier(num_classes=num_classes, channels=settings.channels,
-                                        feature_dim=settings.feature_dim)
+                                        feature_dim=settings.feature_dim,
+                                        downsample=settings.downsample)
 
 
 @jax.jit

@@ -5,9 +5,12 @@ data where the FID Inception's weights are not at hand, `smallgan_jax.features.c
 it on the training split's labels, and its `features` (the 128-d ReLU layer before the logits) stand in for
 Inception's pool3 features.
 
-Two 3x3 conv + 2x2 max-pool stages (32 and 64 channels), a 128-unit dense layer and the logits:
-about 0.42M parameters for 28x28x1 inputs, ~8.5 MFLOP per image forward, so a few epochs of
-Fashion-MNIST train on a CPU in minutes (>= 90% test accuracy: docs/embeddings.md).
+Two 3x3 conv stages (32 and 64 channels by default) that halve the resolution, a 128-unit dense
+layer and the logits. A stage halves it by a 2x2 max-pool after its conv (`downsample`
+"max_pool": the `classifier` network, about 0.42M parameters for 28x28x1 inputs, ~8.5 MFLOP per
+image forward) or by a stride-2 conv ("stride": `classifier2`, 4x fewer conv FLOPs and no max-pool
+gradient, which dominates a training step on XLA's CPU backend); a few epochs of Fashion-MNIST
+train on a CPU in minutes (>= 90% test accuracy: docs/embeddings.md).
 """
 from typing import Sequence
 
@@ -26,9 +29,11 @@ class CNNClassifier(nn.Module):
   num_classes: int
   channels: Sequence[int] = (32, 64)
   feature_dim: int = 128
+  downsample: str = "max_pool"  # Or "stride".
 
   def setup(self):
-    self.convs = [nn.Conv(c, (3, 3), padding="SAME", name=f"conv{i}")
+    strides = (2, 2) if self.downsample == "stride" else (1, 1)
+    self.convs = [nn.Conv(c, (3, 3), strides=strides, padding="SAME", name=f"conv{i}")
                   for i, c in enumerate(self.channels)]
     self.hidden = nn.Dense(self.feature_dim, name="hidden")
     self.head = nn.Dense(self.num_classes, name="head")
@@ -37,7 +42,9 @@ class CNNClassifier(nn.Module):
     """Penultimate activations, float32 (batch, feature_dim)."""
     x = images.astype(jnp.float32) / 127.5 - 1.0
     for conv in self.convs:
-      x = nn.max_pool(nn.relu(conv(x)), (2, 2), strides=(2, 2))
+      x = nn.relu(conv(x))
+      if self.downsample == "max_pool":
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
     return nn.relu(self.hidden(x.reshape(x.shape[0], -1)))
 
   def __call__(self, images: jax.Array) -> jax.Array:
