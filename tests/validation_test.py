@@ -201,7 +201,7 @@ def test_embedding_settings_of_image_configs_are_checked(key, value, message):
 @pytest.mark.parametrize("config,overrides,message", [
     ("fashion_mnist_dcgan", {"fid.features": ("inception", "fid")},
      "config.fid.features=('inception', 'fid'): expected a tuple of distinct names from "
-     "('inception', 'classifier') (possibly empty)"),
+     "('inception', 'classifier', 'classifier2') (possibly empty)"),
     ("fashion_mnist_dcgan", {"fid.classifier_seed": -1},
      "config.fid.classifier_seed=-1: expected an integer in [0, 2**32)"),
     ("cifar_sngan", {"data.resolution": 28},
