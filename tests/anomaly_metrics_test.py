@@ -1,6 +1,8 @@
 """The anomaly-detection metrics (metrics/anomaly.py): average precision and the trapezoidal AUPRC
 against hand-worked values and a direct NumPy float64 computation, and how
 benchmarks/anomaly_table.py turns a run's evaluations into its score."""
+import shutil
+
 import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
@@ -172,7 +174,7 @@ def test_summary_reads_both_measures_and_averages_the_tail(tmp_path, capsys):
         value = 0.3 if offset is None else value + 0.1 * seed + offset
         scores[step] = {"eval/auprc": value, "eval/auprc_trapz": 1 - value, "eval/roc_auc": 0.7}
       write_scores(anomaly_table.workdir(str(tmp_path), method, 1, seed), scores)
-  anomaly_table.summarize(str(tmp_path), [1], [0, 1])
+  anomaly_table.summarize(str(tmp_path), [1], [0, 1], list(anomaly_table.METHODS))
   out = capsys.readouterr().out
   ap, trapz = out.split("AUPRC as ")[1:]
   assert ap.startswith("average precision (eval/auprc)") and "(4 a run)" in ap
@@ -181,3 +183,10 @@ def test_summary_reads_both_measures_and_averages_the_tail(tmp_path, capsys):
   assert trapz.startswith("trapezoidal area (eval/auprc_trapz)") and "(4 a run)" in trapz
   assert "| 1 | 0.700 +- 0.000 | 0.450 +- 0.071 | 0.430 +- 0.071 |" in trapz
   assert "paired by seed: -0.020, -0.020 (mean -0.020)" in trapz
+
+  # A MEG-only rerun: no BiGAN run is read or printed.
+  for seed in (0, 1):
+    shutil.rmtree(anomaly_table.workdir(str(tmp_path), "BiGAN", 1, seed))
+  anomaly_table.summarize(str(tmp_path), [1], [0, 1], ["MEG", "core-set MEG"])
+  ap = capsys.readouterr().out.split("AUPRC as ")[1]
+  assert "| 1 | 0.550 +- 0.071 | 0.570 +- 0.071 | 0.281 | 0.351 |" in ap and "BiGAN" not in ap
