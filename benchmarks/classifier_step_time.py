@@ -13,13 +13,15 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import optax  # pylint: disable=g-import-not-at-top,wrong-import-position
-from flax.training import train_state  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from flax.training import train_state
+import jax
+import numpy as np
+import optax
 
-from smallgan_jax.features import classifier  # pylint: disable=g-import-not-at-top
-from smallgan_jax.models import classifier as classifier_model  # pylint: disable=g-import-not-at-top
+from smallgan_jax.features import classifier
+from smallgan_jax.models import classifier as classifier_model
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 
 def step_seconds(downsample: str, channels: tuple[int, ...], batch_size: int, steps: int) -> float:

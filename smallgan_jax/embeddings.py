@@ -14,10 +14,11 @@ Files, in `config.coreset.cache_dir` (local, or gs://...; written atomically, as
 
 `<source>` is the image source's name with "/" as "." (`fashion_mnist.train`); a derived split
 (train and test pooled) is its own source, with its own name and index scheme. `<model>` is
-`pixels`, `inception` or `<classifier network>-<classes>` (`classifier2-all`). At load the metadata is checked against the
-source and the config: dataset, image count and shape, embedding model, its classes and weights'
-sha256, dimension, projection seed, and a sha256 of a fixed sample of the images; any difference
-refuses to train with one line naming both values (`EmbeddingCacheError`). It never rebuilds over
+`pixels`, `inception` or `<classifier network>-<classes>` (`classifier2-all`). At load the
+metadata is checked against the source and the config: dataset, image count and shape, embedding
+model, its classes and weights' sha256, dimension, projection seed, and a sha256 of a fixed
+sample of the images; any difference refuses to train with one line naming both values
+(`EmbeddingCacheError`). It never rebuilds over
 an array it refuses: delete the two files to rebuild. The cache directory, names and fingerprints
 are `caching.py`'s; the embedding networks are those of `smallgan_jax.features`.
 

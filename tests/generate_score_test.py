@@ -138,7 +138,8 @@ def test_reference_out_writes_the_splits_statistics_as_pytorch_fid_reads_them(im
   config = score.scoring_config(image_run, 16, ["classifier2"])
   source = images.get_source(config.data, config.data.split)
   network = image_scores.feature_network(config, "classifier2", source)
-  rows = np.concatenate(list(features.iter_features(network, source.images(np.arange(len(source))))))
+  pixels = source.images(np.arange(len(source)))
+  rows = np.concatenate(list(features.iter_features(network, pixels)))
   with np.load(out) as written:
     assert sorted(written) == ["mu", "sigma"]
     np.testing.assert_allclose(written["mu"], rows.astype(np.float64).mean(0), rtol=1e-9, atol=1e-9)
