@@ -52,14 +52,21 @@ def leave(message: str, code: int) -> None:
   collective (without its heartbeat they end within the heartbeat timeout instead); after a
   failed save, orbax's writer threads would print their own failures after the line. Whatever
   the other threads log or raise from here on goes nowhere (a disk-full save's writer thread
-  once printed its traceback between the line and the exit, seen in tests/pod_faults_test.py).
+  once printed its traceback between the line and the exit, and once its last line after it,
+  seen in tests/pod_faults_test.py).
   """
   logging.disable(logging.CRITICAL)
   threading.excepthook = lambda args: None
   sys.stdout.flush()
   sys.stderr.flush()
   sys.stdout = sys.stderr = open(os.devnull, "w", encoding="utf-8")
-  os.write(2, f"{message}\n".encode())
+  # A thread already printing (a traceback holds the old stream) writes on to file descriptors 1
+  # and 2, and may run while this one writes: they go to /dev/null first, the line to a copy.
+  err = os.dup(2)
+  null = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(null, 1)
+  os.dup2(null, 2)
+  os.write(err, f"{message}\n".encode())
   os._exit(code)  # pylint: disable=protected-access
 
 

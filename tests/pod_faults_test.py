@@ -478,3 +478,38 @@ def test_watchdog_of_timeout_0_is_off():
   out = subprocess.run([sys.executable, "-c", WATCHED, "0", "1"], cwd=ROOT, capture_output=True,
                        text=True, timeout=120, check=False)
   assert out.returncode == 0 and out.stdout.strip().endswith("not ended"), out.stderr
+
+
+
+LEAVING = """
+import os, sys, threading, time
+from smallgan_jax import watchdog
+old = sys.stderr  # As a traceback being printed holds it.
+
+def noise(write):
+  while True:
+    write()
+    time.sleep(0.001)
+
+threading.Thread(target=noise, daemon=True,
+                 args=(lambda: old.write("noise from a stream\\n") and old.flush(),)).start()
+threading.Thread(target=noise, daemon=True,
+                 args=(lambda: os.write(2, b"noise from file descriptor 2\\n"),)).start()
+real_exit = os._exit
+
+def slow_exit(code):  # The other threads run between the line and the exit.
+  time.sleep(0.2)
+  real_exit(code)
+
+os._exit = slow_exit
+time.sleep(0.1)
+watchdog.leave("ERROR the last line", 3)
+"""
+
+
+def test_leave_writes_the_last_line_whatever_other_threads_print():
+  out = subprocess.run([sys.executable, "-c", LEAVING], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60, check=False)
+  assert out.returncode == 3
+  lines = out.stderr.splitlines()
+  assert lines[-1] == "ERROR the last line" and "noise from a stream" in lines, lines[-5:]
