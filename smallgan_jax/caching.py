@@ -95,11 +95,13 @@ def full_fingerprint(source: images.ImageSource, batch: int = 4096) -> str:
 
 
 class Progress:
-  """Logs `done/total` with the rate and the time left, at most every `every_s` seconds."""
+  """Logs `done/total` with the rate and the time left, at most every `every_s` seconds; the rate
+  counts from `initial` done at construction (a resumed run's step)."""
 
   def __init__(self, total: int, what: str, unit: str = "images",
-               every_s: float = PROGRESS_EVERY_S):
+               every_s: float = PROGRESS_EVERY_S, initial: int = 0):
     self.total, self.what, self.unit, self.every_s = total, what, unit, every_s
+    self.initial = initial
     self.start = self.last = time.monotonic()
 
   def update(self, done: int) -> None:
@@ -108,7 +110,7 @@ class Progress:
       return
     self.last = now
     elapsed = max(now - self.start, 1e-9)
-    rate = done / elapsed
+    rate = (done - self.initial) / elapsed
     eta = (self.total - done) / rate if rate > 0 else math.inf
     logging.info("%s: %d/%d %s (%.1f%%), %.1f %s/s, %.0f s elapsed, ETA %s", self.what, done,
                  self.total, self.unit, 100.0 * done / max(self.total, 1), rate, self.unit,

@@ -379,14 +379,21 @@ class StepMetrics:
     return means
 
 
-def create_reporting(workdir: str, config: ml_collections.ConfigDict,
-                     first_step: int) -> tuple[reporting.Writer, Callable[[int], None]]:
+def create_reporting(workdir: str, config: ml_collections.ConfigDict
+                     ) -> tuple[reporting.Writer, Callable[[int], None]]:
   """The run's writer (the log, and TensorBoard on the first process: `reporting.py`) and its
-  progress report (steps/s and the time left, every 10 s)."""
+  progress report (step/num_train_steps, steps/s and the time left, every 10 s). The rate counts
+  from the end of the first step: its compilation is not the training's speed."""
   writer = reporting.create_writer(workdir, just_logging=jax.process_index() > 0)
-  progress = caching.Progress(config.num_train_steps - first_step + 1, "Training", unit="steps",
-                              every_s=10)
-  return writer, lambda step: progress.update(step - first_step + 1)
+  progress = []
+
+  def report(step: int) -> None:
+    if not progress:
+      progress.append(caching.Progress(config.num_train_steps, "Training", unit="steps",
+                                       every_s=10, initial=step))
+    progress[0].update(step)
+
+  return writer, report
 
 
 def replicated_state(config: ml_collections.ConfigDict, dataset: Any,
@@ -439,7 +446,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   checkpointing.save_record(workdir, config, layout)
   first_step = int(distributed.host_value(state.step)) + 1
 
-  writer, report_progress = create_reporting(str(workdir), config, first_step)
+  writer, report_progress = create_reporting(str(workdir), config)
   evaluate = evaluation.Evaluator(config, dataset, workdir, writer, state.g.apply_fn)
   host_inputs = dataset.batches(config, mesh, first_step)
   p_train_step = make_train_step(config, dataset, mesh, streamed=dataset.streamed)

@@ -136,3 +136,14 @@ def test_progress_logs_the_rate_and_the_time_left(caplog, monkeypatch):
     progress.update(250)
   assert [r.getMessage() for r in caplog.records] == [
       "Embedding mock/train: 250/1000 images (25.0%), 25.0 images/s, 10 s elapsed, ETA 30 s"]
+
+
+def test_progress_counts_the_rate_from_its_initial_count(caplog, monkeypatch):
+  """A resumed run at step 500 of 1,000: 100 steps in 10 s is 10 steps/s, 40 s left."""
+  clock = iter([0.0, 10.0])
+  monkeypatch.setattr(caching.time, "monotonic", lambda: next(clock))
+  progress = caching.Progress(1000, "Training", unit="steps", every_s=5.0, initial=500)
+  with caplog.at_level("INFO"):
+    progress.update(600)
+  assert [r.getMessage() for r in caplog.records] == [
+      "Training: 600/1000 steps (60.0%), 10.0 steps/s, 10 s elapsed, ETA 40 s"]
