@@ -14,7 +14,7 @@ import ml_collections
 from smallgan_jax import caching, embeddings
 from smallgan_jax.data import images
 from smallgan_jax.features import classifier
-from smallgan_jax.metrics import inception
+from smallgan_jax.metrics import fid, inception
 
 
 def _classifier(cache_dir: str, source: images.ImageSource, classes, seed: int,
@@ -26,14 +26,6 @@ def _classifier(cache_dir: str, source: images.ImageSource, classes, seed: int,
   epochs = classifier.recipe(network, seed).epochs
   return [f"train the {network} classifier (seed {seed}) on {source.name}: {epochs} epochs of "
           f"its {len(source):,} images"]
-
-
-def _statistics_cached(cache_dir: str, source_name: str, network_name: str) -> bool:
-  """Whether statistics of `source_name` under a network of this name are cached (of any weights:
-  they are checked against the weights when loaded)."""
-  stem = f"{caching.file_stem(source_name)}.fid-{caching.file_stem(network_name)}."
-  return any(path.name.startswith(stem) and ".features-" not in path.name
-             for path in caching.cache_dir_path(cache_dir).glob("*.json"))
 
 
 def _fid(config: ml_collections.ConfigDict, split: images.ImageSource) -> list[str]:
@@ -48,7 +40,7 @@ def _fid(config: ml_collections.ConfigDict, split: images.ImageSource) -> list[s
     else:
       name = classifier.network_tag(None, config.fid.classifier_seed, feature)
       items += _classifier(settings.cache_dir, split, None, config.fid.classifier_seed, feature)
-    if not _statistics_cached(settings.cache_dir, split.name, name):
+    if not fid.statistics_cached(settings.cache_dir, split.name, name):
       coverage = " and the features of a real subset" if config.fid.coverage else ""
       items.append(f"the {name} FID statistics{coverage} of {split.name} ({len(split):,} images)")
   return items

@@ -59,9 +59,8 @@ def leave(message: str, code: int) -> None:
   threading.excepthook = lambda args: None
   sys.stdout.flush()
   sys.stderr.flush()
-  sys.stdout = sys.stderr = open(os.devnull, "w", encoding="utf-8")
-  # A thread already printing (a traceback holds the old stream) writes on to file descriptors 1
-  # and 2, and may run while this one writes: they go to /dev/null first, the line to a copy.
+  # Every later write to file descriptors 1 and 2 (Python's streams, a thread already printing a
+  # traceback, C code) goes to /dev/null; the line goes to a copy of 2.
   err = os.dup(2)
   null = os.open(os.devnull, os.O_WRONLY)
   os.dup2(null, 1)

@@ -149,11 +149,22 @@ def fid(stats1: Statistics, stats2: Statistics) -> float:
 # Reference statistics of a real split, cached.
 
 
+def _stem(source_name: str, network_name: str) -> str:
+  return f"{caching.file_stem(source_name)}.fid-{caching.file_stem(network_name)}."
+
+
 def statistics_path(cache_dir: str, source_name: str, network: _Network):
   """Where the statistics of `source_name` under `network` are cached (.npz; .json beside)."""
-  stem = (f"{caching.file_stem(source_name)}.fid-{caching.file_stem(network.name)}."
-          f"{network.weights_sha256[:12]}")
+  stem = _stem(source_name, network.name) + network.weights_sha256[:12]
   return caching.cache_dir_path(cache_dir) / f"{stem}.npz"
+
+
+def statistics_cached(cache_dir: str, source_name: str, network_name: str) -> bool:
+  """Whether complete statistics of `source_name` under a network of this name are cached, of
+  any weights (without the network: they are checked against its weights when loaded)."""
+  stem = _stem(source_name, network_name)
+  return any(path.name.startswith(stem) and ".features-" not in path.name
+             for path in caching.cache_dir_path(cache_dir).glob("*.json"))
 
 
 def _refuse(path, what: str, kind: str = "statistics") -> StatisticsCacheError:
