@@ -7,6 +7,7 @@ with a warning instead of blocking the run: it falls back to the newest intact o
 """
 import json
 import os
+import sys
 from typing import Any, Callable, Optional
 
 from absl import logging
@@ -168,6 +169,27 @@ class _Manager(ocp.CheckpointManager):
                      f"{newest}: {remedy} run the same command again to resume from it")
 
 
+def _drop_closed_loop_errors() -> None:
+  """Makes Python drop the 'Event loop is closed' errors of a failed save (once per process).
+
+  After orbax's save fails and closes its event loop, tensorstore's threads go on completing the
+  writes into that loop; each completion is an unraisable error that Python prints as a traceback
+  (up to 68 seen after one disk-full save, garbled together, before the run's one line). Every
+  other unraisable error still goes to the hook that was there before.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loop_errors", False):
+    return
+
+  def hook(unraisable) -> None:
+    if not (unraisable.object is None and isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook.drops_closed_loop_errors = True
+  sys.unraisablehook = hook
+
+
 def create_manager(workdir: epath.Path,
                    config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
   """The manager of `workdir/checkpoints`; told its handler up front, so that a checkpoint's
@@ -179,6 +201,7 @@ def create_manager(workdir: epath.Path,
   to stop after a SIGTERM; agreeing on a step this process had already passed, the others
   stopped and it hung (seen in tests/pod_faults_test.py).
   """
+  _drop_closed_loop_errors()
   options = ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint_max_to_keep,
                                          enable_async_checkpointing=jax.process_count() == 1)
   return _Manager(workdir / "checkpoints", options=options,

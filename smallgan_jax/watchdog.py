@@ -53,7 +53,9 @@ def leave(message: str, code: int) -> None:
   failed save, orbax's writer threads would print their own failures after the line. Whatever
   the other threads log or raise from here on goes nowhere (a disk-full save's writer thread
   once printed its traceback between the line and the exit, and once its last line after it,
-  seen in tests/pod_faults_test.py).
+  seen in tests/pod_faults_test.py). The line starts after a newline of its own: a write that
+  the redirection cut off (tensorstore's threads print a burst of tracebacks after a failed
+  save) may have left its line unfinished, and the user's line must not be glued to it.
   """
   logging.disable(logging.CRITICAL)
   threading.excepthook = lambda args: None
@@ -65,7 +67,7 @@ def leave(message: str, code: int) -> None:
   null = os.open(os.devnull, os.O_WRONLY)
   os.dup2(null, 1)
   os.dup2(null, 2)
-  os.write(err, f"{message}\n".encode())
+  os.write(err, f"\n{message}\n".encode())
   os._exit(code)  # pylint: disable=protected-access
 
 
