@@ -15,7 +15,9 @@ done. `--steps` extends finished runs (the same workdirs, trained on). Then ever
 standing batch-norm statistics; each score appended to the run's `scores.json`, so a scored step
 is not scored again), and the tables are printed: per run the mean over those checkpoints, and
 per seed the share of the batch-16-to-64 FID gap that Small-GAN closes (against the mean of the
-batch-64 seeds). `--jobs` runs go at once, each pinned to one CPU core.
+batch-64 seeds). `--jobs` runs go at once, each pinned to one CPU core. `--study=gpu` (the three
+variants of the comparison on 3 seeds), `--network` and `--set KEY=VALUE` (a config setting for
+every run) are what benchmarks/gpu_comparison.sh runs at a GPU's budget.
 """
 import argparse
 import concurrent.futures
@@ -28,13 +30,15 @@ import time
 from typing import Callable, Sequence
 
 import numpy as np
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.util import tensor_util
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/fashion_mnist_dcgan.py"
 PLAIN = ["--config.coreset.factor_prior=1", "--config.coreset.factor_target=1"]
 # The classifier network that picked and scored every run of this study (the config's default is
 # now `classifier2`): extended runs and new seeds stay comparable with the table.
-NETWORK = ["--config.coreset.embedding=classifier", "--config.fid.features=('classifier',)"]
+NETWORK = "classifier"
 # variant -> (label, config file, overrides).
 VARIANTS = {
     "smallgan": ("Small-GAN, batch 16", CONFIG, []),
@@ -53,27 +57,33 @@ STUDIES = {
                   + [("plain64", s) for s in (0, 1)],
     "ablations": [(v, s) for s in (0, 1, 2) for v in ("prior_only", "target_only")]
                  + [("pixels", 0), ("unprojected", 0)],
+    # The larger budget of benchmarks/gpu_comparison.sh: every variant of the comparison on 3 seeds.
+    "gpu": [(v, s) for v in ("smallgan", "plain", "plain64") for s in (0, 1, 2)],
 }
 NUM_SAMPLES = 10_000
 CONFIG_STEPS = 5_000  # configs/fashion_mnist_dcgan.py's num_train_steps.
-METRICS = ("classifier_fid", "classifier_precision", "classifier_recall", "classifier_density",
-           "classifier_coverage", "classifier_kid")
-TRAIN_TAG = "eval/classifier_fid"
+# The scores of a run, each on the network's features (`smallgan_jax.score` names them
+# `<network>_<metric>`).
+METRICS = ("fid", "precision", "recall", "density", "coverage", "kid")
 
 
 def workdir(root: str, variant: str, seed: int) -> str:
   return os.path.join(root, f"{variant}-s{seed}")
 
 
-def train_command(root: str, run: tuple[str, int], steps: int) -> list[str]:
-  """`smallgan_jax.main`'s command line for `run` (variant, seed)."""
+def train_command(root: str, run: tuple[str, int], steps: int, network: str = NETWORK,
+                  settings: Sequence[str] = ()) -> list[str]:
+  """`smallgan_jax.main`'s command line for `run` (variant, seed): core-sets picked and FID
+  scored on `network`'s features (unless the variant picks on others), with `settings` (config
+  `KEY=VALUE`s, e.g. `dcgan.g_channels=64`) after the variant's own."""
   variant, seed = run
   _, config, flags = VARIANTS[variant]
   extend = [f"--config.num_train_steps={steps}"] if steps else []
   return [sys.executable, "-m", "smallgan_jax.main", f"--config={config}",
           f"--workdir={workdir(root, variant, seed)}", f"--config.seed={seed}",
           "--config.checkpoint_every_steps=500", "--config.checkpoint_max_to_keep=100",
-          *NETWORK, *flags, *extend]
+          f"--config.coreset.embedding={network}", f"--config.fid.features=('{network}',)",
+          *flags, *extend, *(f"--config.{setting}" for setting in settings)]
 
 
 def run_logged(command: list[str], log_path: str, core: int) -> float:
@@ -112,25 +122,28 @@ def trained_steps(path: str) -> int:
   return int(open(done).read() or CONFIG_STEPS) if os.path.exists(done) else 0
 
 
-def train(root: str, run: tuple[str, int], steps: int, core: int) -> None:
+def train(root: str, run: tuple[str, int], steps: int, network: str, settings: Sequence[str],
+          core: int) -> None:
   """Trains (or resumes, or extends to `steps`) one run on `core`, then marks it done."""
   path = workdir(root, *run)
   wanted = steps or CONFIG_STEPS
   if trained_steps(path) >= wanted:
     return
-  run_logged(train_command(root, run, steps), os.path.join(path, "log.txt"), core)
+  run_logged(train_command(root, run, steps, network, settings), os.path.join(path, "log.txt"),
+             core)
   with open(os.path.join(path, "done"), "w") as f:
     f.write(str(wanted))
 
 
-def scored(path: str) -> dict[int, dict]:
-  """step -> the metrics `smallgan_jax.score` appended to the run's scores.json for
-  `NUM_SAMPLES` samples with standing statistics (the newest entry of a step)."""
+def scored(path: str, network: str) -> dict[int, dict]:
+  """step -> the metrics (`METRICS` on `network`'s features) `smallgan_jax.score` appended to
+  the run's scores.json for `NUM_SAMPLES` samples with standing statistics (the newest entry of a
+  step)."""
   found = {}
   file = os.path.join(path, "scores.json")
   for entry in (json.load(open(file)) if os.path.exists(file) else []):
     if entry["num"] == NUM_SAMPLES and entry["batch_stats"] == "standing":
-      found[entry["step"]] = entry["metrics"]
+      found[entry["step"]] = {m: entry["metrics"][f"{network}_{m}"] for m in METRICS}
   return found
 
 
@@ -141,35 +154,36 @@ def score_steps(path: str, last: int) -> list[int]:
   return steps[-last:]
 
 
-def score(root: str, run: tuple[str, int], last: int, core: int) -> None:
+def score(root: str, run: tuple[str, int], last: int, network: str, core: int) -> None:
   """Scores the run's last `last` checkpoints that scores.json does not hold yet."""
   path = workdir(root, *run)
   for step in score_steps(path, last):
-    if step not in scored(path):
+    if step not in scored(path, network):
       run_logged([sys.executable, "-m", "smallgan_jax.score", f"--workdir={path}",
                   f"--step={step}", f"--num={NUM_SAMPLES}"], os.path.join(path, "log.txt"), core)
 
 
 def tensorboard_scalars(path: str, tags: Sequence[str]) -> dict[str, dict[int, float]]:
-  """tag -> step -> value of `tags` in the run's TensorBoard event files, read once."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # clu's writer needs it anyway.
+  """tag -> step -> value of `tags` in the run's TensorBoard event files, read once, with
+  TensorBoard's own reader (no TensorFlow: the GPU images have none)."""
   found = {tag: {} for tag in tags}
   for name in sorted(glob.glob(os.path.join(path, "events.out.tfevents.*"))):
-    for event in tf.compat.v1.train.summary_iterator(name):
+    for event in event_file_loader.EventFileLoader(name).Load():
       for value in event.summary.value:
         if value.tag in found:
-          found[value.tag][event.step] = float(tf.make_ndarray(value.tensor))
+          found[value.tag][event.step] = float(tensor_util.make_ndarray(value.tensor))
   return found
 
 
-def run_means(root: str, run: tuple[str, int], last: int) -> dict[str, float]:
+def run_means(root: str, run: tuple[str, int], last: int, network: str) -> dict[str, float]:
   """The run's metrics averaged over its last `last` scored checkpoints, and the classifier FID
   its training logged at the same steps ("train_fid": whatever statistics that run's evaluation
   used)."""
   path = workdir(root, *run)
   steps = score_steps(path, last)
-  found = scored(path)
-  logged = tensorboard_scalars(path, [TRAIN_TAG])[TRAIN_TAG]
+  found = scored(path, network)
+  tag = f"eval/{network}_fid"
+  logged = tensorboard_scalars(path, [tag])[tag]
   means = {m: float(np.mean([found[s][m] for s in steps if s in found] or np.nan))
            for m in METRICS}
   means["train_fid"] = float(np.mean([logged[s] for s in steps if s in logged] or np.nan))
@@ -177,49 +191,56 @@ def run_means(root: str, run: tuple[str, int], last: int) -> dict[str, float]:
   return means
 
 
-def summarize(root: str, runs: Sequence[tuple[str, int]], last: int) -> None:
-  means = {run: run_means(root, run, last) for run in runs}
+def summarize(root: str, runs: Sequence[tuple[str, int]], last: int, network: str) -> None:
+  means = {run: run_means(root, run, last, network) for run in runs}
   print(f"Mean over each run's last {last} checkpoints, {NUM_SAMPLES} samples, standing "
         "statistics; FID logged in training at the same steps:")
   print("| run | seed | steps | FID | precision | recall | density | coverage | KID | "
         "FID logged in training |")
   print("| --- |" + " --- |" * 9)
   for (variant, seed), m in means.items():
-    print(f"| {VARIANTS[variant][0]} | {seed} | {m['steps']} | {m['classifier_fid']:.1f} | "
-          f"{m['classifier_precision']:.3f} | {m['classifier_recall']:.3f} | "
-          f"{m['classifier_density']:.3f} | {m['classifier_coverage']:.3f} | "
-          f"{m['classifier_kid']:.2f} | {m['train_fid']:.1f} |")
-  big = [m["classifier_fid"] for (v, s), m in means.items()
+    print(f"| {VARIANTS[variant][0]} | {seed} | {m['steps']} | {m['fid']:.1f} | "
+          f"{m['precision']:.3f} | {m['recall']:.3f} | {m['density']:.3f} | "
+          f"{m['coverage']:.3f} | {m['kid']:.2f} | {m['train_fid']:.1f} |")
+  big = [m["fid"] for (v, s), m in means.items()
          if v == "plain64" and trained_steps(workdir(root, v, s))]
   for seed in sorted({s for v, s in means if v == "smallgan"}):
     if ("plain", seed) not in means or not big:
       continue
     small, plain = means["smallgan", seed], means["plain", seed]
-    gap = plain["classifier_fid"] - np.mean(big)
-    closed = (plain["classifier_fid"] - small["classifier_fid"]) / gap
+    gap = plain["fid"] - np.mean(big)
+    closed = (plain["fid"] - small["fid"]) / gap
     print(f"seed {seed}: batch-16 GAN - batch-64 GAN (mean of {len(big)} seeds) = {gap:.1f} FID; "
-          f"Small-GAN closes {100 * closed:.0f}% of it; recall {small['classifier_recall']:.3f} "
-          f"vs {plain['classifier_recall']:.3f}, coverage {small['classifier_coverage']:.3f} vs "
-          f"{plain['classifier_coverage']:.3f} (Small-GAN vs GAN at batch 16)")
+          f"Small-GAN closes {100 * closed:.0f}% of it; recall {small['recall']:.3f} vs "
+          f"{plain['recall']:.3f}, coverage {small['coverage']:.3f} vs {plain['coverage']:.3f} "
+          "(Small-GAN vs GAN at batch 16)")
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--root", required=True, help="folder of the runs' workdirs")
-  parser.add_argument("--study", choices=[*STUDIES, "all"], default="comparison")
+  parser.add_argument("--study", choices=[*STUDIES, "all"], default="comparison",
+                      help="all: the comparison and the ablations")
   parser.add_argument("--jobs", type=int, default=1, help="runs at once, one CPU core each")
   parser.add_argument("--steps", type=int, default=0,
                       help="train (or extend) every run to this many steps; 0: the config's")
   parser.add_argument("--last", type=int, default=3, help="checkpoints scored and averaged")
+  parser.add_argument("--network", default=NETWORK,
+                      help="the classifier network whose features pick and score (the study's "
+                      "runs were picked and scored on `classifier`)")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="a config setting for every run (--set dcgan.g_channels=64); the "
+                      "workdirs under --root must all have been trained with the same ones")
   parser.add_argument("--summarize_only", action="store_true")
   args = parser.parse_args()
-  runs = [run for name, study in STUDIES.items() if args.study in (name, "all") for run in study]
+  names = ["comparison", "ablations"] if args.study == "all" else [args.study]
+  runs = list(dict.fromkeys(run for name in names for run in STUDIES[name]))
   if not args.summarize_only:
-    on_cores([lambda core, run=run: train(args.root, run, args.steps, core) for run in runs],
-             args.jobs)
-    on_cores([lambda core, run=run: score(args.root, run, args.last, core) for run in runs],
-             args.jobs)
-  summarize(args.root, runs, args.last)
+    on_cores([lambda core, run=run: train(args.root, run, args.steps, args.network, args.set, core)
+              for run in runs], args.jobs)
+    on_cores([lambda core, run=run: score(args.root, run, args.last, args.network, core)
+              for run in runs], args.jobs)
+  summarize(args.root, runs, args.last, args.network)
 
 
 if __name__ == "__main__":
