@@ -137,10 +137,16 @@ def _table(measure: str, scores: dict, classes: list[int], seeds: list[int],
 
 
 def summarize(root: str, classes: list[int], seeds: list[int], methods: list[str]) -> None:
-  """Prints a table per AUPRC measure of `methods`; each run's TensorBoard is read once."""
-  scores = {(m, c, s): fashion_mnist_comparison.tensorboard_scalars(workdir(root, m, c, s),
-                                                                    MEASURES)
-            for m in methods for c in classes for s in seeds}
+  """Prints a table per AUPRC measure of `methods`; each run's TensorBoard is read once. A run
+  still training (no `done` marker) counts as missing: its last 20% are not yet the run's."""
+  runs = [(m, c, s) for m in methods for c in classes for s in seeds]
+  unfinished = [run for run in runs if not finished(root, run)]
+  if unfinished:
+    print("not finished, left out: " + ", ".join(os.path.basename(workdir(root, *run))
+                                                 for run in unfinished))
+  scores = {run: ({measure: {} for measure in MEASURES} if run in unfinished else
+                  fashion_mnist_comparison.tensorboard_scalars(workdir(root, *run), MEASURES))
+            for run in runs}
   for measure in MEASURES:
     _table(measure, scores, classes, seeds, methods)
 

@@ -1,6 +1,7 @@
 """The anomaly-detection metrics (metrics/anomaly.py): average precision and the trapezoidal AUPRC
 against hand-worked values and a direct NumPy float64 computation, and how
 benchmarks/anomaly_table.py turns a run's evaluations into its score."""
+import os
 import shutil
 
 import numpy as np
@@ -152,13 +153,16 @@ def test_finished_run_of_another_config_is_refused(tmp_path):
                           "there, 1 now); use another --root")
 
 
-def write_scores(path: str, scores: dict) -> None:
-  """TensorBoard scalars as a run's evaluations write them: {step: {tag: value}}."""
+def write_scores(path: str, scores: dict, done: bool = True) -> None:
+  """TensorBoard scalars as a run's evaluations write them: {step: {tag: value}}; `done`: with
+  the marker of a finished run."""
   from clu import metric_writers  # pylint: disable=g-import-not-at-top  # Imports TensorFlow.
   writer = metric_writers.create_default_writer(path)
   for step, values in scores.items():
     writer.write_scalars(step, values)
   writer.close()
+  if done:
+    open(os.path.join(path, "done"), "w").close()
 
 
 def test_summary_reads_both_measures_and_averages_the_tail(tmp_path, capsys):
@@ -190,3 +194,10 @@ def test_summary_reads_both_measures_and_averages_the_tail(tmp_path, capsys):
   anomaly_table.summarize(str(tmp_path), [1], [0, 1], ["MEG", "core-set MEG"])
   ap = capsys.readouterr().out.split("AUPRC as ")[1]
   assert "| 1 | 0.550 +- 0.071 | 0.570 +- 0.071 | 0.281 | 0.351 |" in ap and "BiGAN" not in ap
+
+  # A run still training: its last evaluations are not its tail, so it is left out, and said so.
+  os.remove(os.path.join(anomaly_table.workdir(str(tmp_path), "core-set MEG", 1, 1), "done"))
+  anomaly_table.summarize(str(tmp_path), [1], [0, 1], ["MEG", "core-set MEG"])
+  out = capsys.readouterr().out
+  assert out.startswith("not finished, left out: coreset_meg-c1-s1\n")
+  assert "| 1 | 0.550 +- 0.071 | nan +- nan | 0.281 | 0.351 |" in out.split("AUPRC as ")[1]
