@@ -120,7 +120,9 @@ def test_the_score_averages_the_evaluations_of_the_last_fifth(config, count):
                      "coreset.factor_prior": 1, "coreset.factor_target": 1}),
     (("core-set MEG", 2, 0), {"objective": "meg", "anomaly_class": 2, "seed": 0,
                               "coreset.factor_prior": 4, "coreset.factor_target": 8}),
-    (("BiGAN", 5, 2), {"objective": "bigan", "anomaly_class": 5, "seed": 2, "n_dis": 1})])
+    (("BiGAN", 5, 2), {"objective": "bigan", "anomaly_class": 5, "seed": 2, "n_dis": 1}),
+    (("prior core-set MEG", 1, 0), {"coreset.factor_prior": 4, "coreset.factor_target": 1}),
+    (("target core-set MEG", 1, 0), {"coreset.factor_prior": 1, "coreset.factor_target": 8})])
 def test_run_config_is_what_the_run_trains_with(run, expected):
   config = anomaly_table.run_config(run)
   for key, value in expected.items():
@@ -167,9 +169,10 @@ def write_scores(path: str, scores: dict, done: bool = True) -> None:
 
 def test_summary_reads_both_measures_and_averages_the_tail(tmp_path, capsys):
   """Runs of class 1, seeds 0 and 1, evaluated every 100 of 2,000 steps: 0.9 up to step 1,600,
-  then 0.4, 0.5, 0.6, 0.5 (mean 0.5) + 0.1 * seed for MEG, + 0.02 more for core-set MEG, 0.3 for
-  BiGAN; the trapezoidal tag holds 1 - those. Only the last 4 count."""
-  offsets = {"BiGAN": None, "MEG": 0.0, "core-set MEG": 0.02}
+  then 0.4, 0.5, 0.6, 0.5 (mean 0.5) + 0.1 * seed for MEG, + 0.02 more for core-set MEG, + 0.05
+  for the target core-set only, 0.3 for BiGAN; the trapezoidal tag holds 1 - those. Only the
+  last 4 count."""
+  offsets = {"BiGAN": None, "MEG": 0.0, "core-set MEG": 0.02, "target core-set MEG": 0.05}
   for method, offset in offsets.items():
     for seed in (0, 1):
       scores = {}
@@ -178,15 +181,17 @@ def test_summary_reads_both_measures_and_averages_the_tail(tmp_path, capsys):
         value = 0.3 if offset is None else value + 0.1 * seed + offset
         scores[step] = {"eval/auprc": value, "eval/auprc_trapz": 1 - value, "eval/roc_auc": 0.7}
       write_scores(anomaly_table.workdir(str(tmp_path), method, 1, seed), scores)
-  anomaly_table.summarize(str(tmp_path), [1], [0, 1], list(anomaly_table.METHODS))
+  anomaly_table.summarize(str(tmp_path), [1], [0, 1], list(offsets))
   out = capsys.readouterr().out
   ap, trapz = out.split("AUPRC as ")[1:]
   assert ap.startswith("average precision (eval/auprc)") and "(4 a run)" in ap
-  assert "| 1 | 0.300 +- 0.000 | 0.550 +- 0.071 | 0.570 +- 0.071 | 0.287 | 0.281 | 0.351 |" in ap
-  assert "paired by seed: +0.020, +0.020 (mean +0.020)" in ap
+  assert ("| 1 | 0.300 +- 0.000 | 0.550 +- 0.071 | 0.570 +- 0.071 | 0.600 +- 0.071 | 0.287 | "
+          "0.281 | 0.351 |  |") in ap  # The paper has no ablation row for MEG.
+  assert "class 1: core-set MEG - MEG, paired by seed: +0.020, +0.020 (mean +0.020)" in ap
+  assert "class 1: target core-set MEG - MEG, paired by seed: +0.050, +0.050 (mean +0.050)" in ap
   assert trapz.startswith("trapezoidal area (eval/auprc_trapz)") and "(4 a run)" in trapz
-  assert "| 1 | 0.700 +- 0.000 | 0.450 +- 0.071 | 0.430 +- 0.071 |" in trapz
-  assert "paired by seed: -0.020, -0.020 (mean -0.020)" in trapz
+  assert "| 1 | 0.700 +- 0.000 | 0.450 +- 0.071 | 0.430 +- 0.071 | 0.400 +- 0.071 |" in trapz
+  assert "core-set MEG - MEG, paired by seed: -0.020, -0.020 (mean -0.020)" in trapz
 
   # A MEG-only rerun: no BiGAN run is read or printed.
   for seed in (0, 1):
