@@ -17,11 +17,12 @@ normal training images, not 55; an evaluation every 100 steps (an eighth of an e
 epoch: at 2.5 epochs a per-epoch schedule would leave 2 evaluations), so the last 20% of steps
 hold 4 (benchmarks/anomaly_table.py averages them).
 
-Expected: not measured here under this setting. The AUPRCs in docs/anomaly.md were measured under
-the earlier one, 5 energy updates per generator update over 400 steps (the same 2.5 epochs of
-energy updates), scored at the final evaluation (average precision): classes 0 / 1 / 2 gave 0.454
-/ 0.255 / 0.565 (core-set MEG) and 0.440 / 0.278 / 0.548 (plain MEG), seed std 0.01-0.04, 4.5-5
-minutes a run on one core; that setting is --config.n_dis=5 --config.num_train_steps=400.
+Expected (docs/anomaly.md, this 2-core CPU, 7.5-9 minutes a run on one core): AUPRC (average
+precision, mean of the last 4 evaluations) for classes 1 / 5 / 7 / 9 over seeds 0-2, core-set MEG
+0.384 / 0.488 / 0.371 / 0.441, plain MEG 0.595 / 0.479 / 0.400 / 0.458 (seed std up to 0.10);
+`python benchmarks/anomaly_table.py --classes 1 5 7 9 --methods MEG "core-set MEG" --root=...`.
+The earlier setting (5 energy updates per generator update over 400 steps, final evaluation) is
+--config.n_dis=5 --config.num_train_steps=400.
 """
 from configs import mnist_meg
 from smallgan_jax.data import images
