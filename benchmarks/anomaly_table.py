@@ -39,17 +39,15 @@ from benchmarks import fashion_mnist_comparison  # pylint: disable=g-import-not-
 from smallgan_jax import checkpointing, validation  # pylint: disable=g-import-not-at-top
 
 ROOT = fashion_mnist_comparison.ROOT
-NO_PRIOR, NO_TARGET = "--config.coreset.factor_prior=1", "--config.coreset.factor_target=1"
-PLAIN = [NO_PRIOR, NO_TARGET]
+NO_PRIOR, NO_TARGET = fashion_mnist_comparison.PLAIN  # Each core-set's factor 1: off.
+MEG_CONFIG = "configs/fashion_mnist_meg.py"
 METHODS = {"BiGAN": ("configs/fashion_mnist_bigan.py", []),
-           "MEG": ("configs/fashion_mnist_meg.py", PLAIN),
-           "core-set MEG": ("configs/fashion_mnist_meg.py", []),
+           "MEG": (MEG_CONFIG, [NO_PRIOR, NO_TARGET]),
+           "core-set MEG": (MEG_CONFIG, []),
            # The paper's Table 6 ablation for MEG: one of the two core-sets only.
-           "prior core-set MEG": ("configs/fashion_mnist_meg.py", [NO_TARGET]),
-           "target core-set MEG": ("configs/fashion_mnist_meg.py", [NO_PRIOR])}
+           "prior core-set MEG": (MEG_CONFIG, [NO_TARGET]),
+           "target core-set MEG": (MEG_CONFIG, [NO_PRIOR])}
 DEFAULT_METHODS = ["BiGAN", "MEG", "core-set MEG"]
-SLUGS = {"BiGAN": "bigan", "MEG": "meg", "core-set MEG": "coreset_meg",
-         "prior core-set MEG": "prior_coreset_meg", "target core-set MEG": "target_coreset_meg"}
 # TensorBoard tags of the two AUPRC measures, and their names in the tables.
 MEASURES = {"eval/auprc": "average precision", "eval/auprc_trapz": "trapezoidal area"}
 TAIL_FRACTION = 0.2  # A run's score: the mean of its evaluations in this last part of its steps.
@@ -60,7 +58,8 @@ PAPER_MNIST = {"BiGAN": {1: .287, 4: .443, 5: .514, 7: .347, 9: .307},
 
 
 def workdir(root: str, method: str, anomaly_class: int, seed: int) -> str:
-  return os.path.join(root, f"{SLUGS[method]}-c{anomaly_class}-s{seed}")
+  slug = method.lower().replace("core-set", "coreset").replace(" ", "_")  # "coreset_meg".
+  return os.path.join(root, f"{slug}-c{anomaly_class}-s{seed}")
 
 
 def run_flags(run: tuple[str, int, int]) -> list[str]:
