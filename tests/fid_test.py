@@ -1,6 +1,8 @@
 """FID: the Fréchet distance against closed forms and a float64 reference, statistics, the cache,
 the weights converter and loader, and the FID Inception's pooling, resizing and output shapes."""
+import logging
 import types
+import warnings
 
 from flax import traverse_util
 import jax
@@ -9,7 +11,8 @@ import pytest
 from scipy import linalg
 
 from smallgan_jax import features
-from smallgan_jax.metrics import convert_inception, fid, inception
+from smallgan_jax.features import convert_inception, inception
+from smallgan_jax.metrics import fid
 from smallgan_jax.models import classifier as classifier_model
 
 
@@ -85,6 +88,47 @@ def test_an_imaginary_root_is_dropped_if_small_and_refused_if_large(monkeypatch)
   monkeypatch.setattr(fid.linalg, "sqrtm", lambda m: real_sqrtm(m) + 0.5j * np.eye(2))
   with pytest.raises(ValueError, match="imaginary component"):
     fid.frechet_distance(np.zeros(2), s, np.zeros(2), s)
+
+
+def _pytorch_fid(mu1, sigma1, mu2, sigma2, eps=1e-6):
+  """pytorch-fid's `calculate_frechet_distance` (0.3.0) as written, run with this scipy (whose
+  sqrtm deprecates `disp` and warns of a singular matrix: both ignored here)."""
+  diff = mu1 - mu2
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    if not np.isfinite(covmean).all():
+      offset = np.eye(sigma1.shape[0]) * eps
+      covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+  if np.iscomplexobj(covmean):
+    if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+      raise ValueError(f"Imaginary component {np.max(np.abs(covmean.imag))}")
+    covmean = covmean.real
+  return diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean)
+
+
+def test_a_dead_feature_dimension_warns_nobody_logs_one_line_and_matches_pytorch_fid(caplog):
+  """A feature that never varies (a ReLU that never fires) makes the covariance product singular:
+  scipy's sqrtm warns and returns a finite root, which pytorch-fid keeps, so no eps offset."""
+  rng = np.random.default_rng(8)
+  real, fake = rng.normal(size=(400, 12)), 0.5 + 1.3 * rng.normal(size=(400, 12))
+  real[:, 4] = fake[:, 4] = 0.0
+  real_stats, fake_stats = fid.feature_statistics(real), fid.feature_statistics(fake)
+  with warnings.catch_warnings(record=True) as caught:  # The premise: scipy warns, stays finite.
+    warnings.simplefilter("always")
+    root = linalg.sqrtm(real_stats.sigma @ fake_stats.sigma)
+  assert [w.category for w in caught] == [linalg.LinAlgWarning] and np.isfinite(root).all()
+  with warnings.catch_warnings(), caplog.at_level(logging.INFO):
+    warnings.simplefilter("error")  # Any warning reaching the user fails the test.
+    got = fid.fid(real_stats, fake_stats)
+  lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("FID")]
+  assert len(lines) == 1, lines
+  assert "'Matrix is singular'" in lines[0] and "kept without an eps offset" in lines[0]
+  assert got == pytest.approx(_pytorch_fid(*real_stats[:2], *fake_stats[:2]), rel=1e-12)
+  offset = np.eye(12) * 1e-6  # The offset rule applied regardless would differ beyond rounding.
+  with_offset = _pytorch_fid(real_stats.mu, real_stats.sigma + offset, fake_stats.mu,
+                             fake_stats.sigma + offset) - 2 * 12 * 1e-6
+  assert got != pytest.approx(with_offset, rel=1e-9)
 
 
 def test_statistics_in_batches_equal_numpy_in_float64():
@@ -266,7 +310,6 @@ def classifier():
   return features.classifier_network(trained)
 
 
-@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # Dead ReLUs: singular.
 def test_classifier_fid_is_zero_for_one_set_and_positive_for_another(classifier):
   rng = np.random.default_rng(5)
   real = rng.integers(0, 256, (300, 28, 28, 1), dtype=np.uint8)

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import json
 import time
+import warnings
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 from absl import logging
@@ -112,13 +113,37 @@ def image_statistics(network: _Network, images, batch_size: int = _BATCH
   return accumulator.result()
 
 
+def _sqrtm(matrix: np.ndarray) -> tuple[np.ndarray, list[str]]:
+  """`linalg.sqrtm(matrix)` and the messages of the `LinAlgWarning`s it raised, caught instead of
+  shown: scipy >= 1.16 warns of a singular or ill-conditioned matrix and still returns a finite
+  root, which the caller keeps (as pytorch-fid does) and reports in its own log line. Other
+  warnings pass on."""
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", linalg.LinAlgWarning)
+    root = linalg.sqrtm(matrix)
+  notes = []
+  for warning in caught:
+    if issubclass(warning.category, linalg.LinAlgWarning):
+      notes.append(str(warning.message).split(".")[0])
+    else:
+      warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+  return root, notes
+
+
+def _quoted(template: str, notes: list[str]) -> str:
+  """`template` % the warnings `_sqrtm` caught, quoted, for a log line; '' if none."""
+  return template % "; ".join(repr(note) for note in notes) if notes else ""
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
   """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2)), as pytorch-fid.
 
-  The square root is `scipy.linalg.sqrtm` of the product in float64. Where it is not finite (a
-  singular product), eps * I is added to both covariances and the root taken again; a complex
-  root whose diagonal has an imaginary part above 1e-3 raises ValueError, a smaller one is
-  dropped.
+  The square root is `scipy.linalg.sqrtm` of the product in float64. Where it is not finite, eps *
+  I is added to both covariances and the root taken again; a complex root whose diagonal has an
+  imaginary part above 1e-3 raises ValueError, a smaller one is dropped. A singular product (a
+  feature dimension that never varies, e.g. a dead ReLU of the classifier) gets a finite root and
+  a LinAlgWarning from scipy >= 1.16: the root is kept, as pytorch-fid keeps it with this scipy,
+  and the warning becomes one log line.
   """
   mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
   sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
@@ -127,12 +152,17 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     raise ValueError(f"statistics differ in shape: mu {mu1.shape} and {mu2.shape}, sigma "
                      f"{sigma1.shape} and {sigma2.shape}")
   diff = mu1 - mu2
-  covmean = linalg.sqrtm(sigma1 @ sigma2)
+  covmean, notes = _sqrtm(sigma1 @ sigma2)
   if not np.isfinite(covmean).all():
-    logging.warning("FID: sqrtm of the covariance product is not finite (singular product); "
-                    "adding %g to the diagonal of both covariances", eps)
     offset = np.eye(sigma1.shape[0]) * eps
-    covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    covmean, retried = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    logging.warning("FID: sqrtm of the covariance product is not finite%s; added %g to the "
+                    "diagonal of both covariances and took the root again%s",
+                    _quoted(" (scipy warned %s)", notes), eps, _quoted(", which warned %s", retried))
+  elif notes:
+    logging.info("FID: sqrtm of the covariance product warned %s (a feature dimension that never "
+                 "varies?); the root is finite, so it is kept without an eps offset, as "
+                 "pytorch-fid keeps it", _quoted("%s", notes))
   if np.iscomplexobj(covmean):
     if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
       raise ValueError(f"FID: sqrtm of the covariance product has an imaginary component of "
