@@ -3,7 +3,7 @@
 The real weights (pt_inception-2015-12-05-6726825d.pth) cannot be downloaded here, so this builds
 pytorch-fid's network (`pytorch_fid.inception.InceptionV3`, the FID blocks, pool3) with random
 weights and no download, writes its state dict to a .pth as pytorch-fid's release file is laid
-out, converts that file with `smallgan_jax.metrics.convert_inception` (the converter users run)
+out, converts that file with `smallgan_jax.features.convert_inception` (the converter users run)
 and loads it with `features.load_inception`; then runs both networks on the same random uint8
 images, resize to 299 included, and compares:
 
@@ -52,7 +52,8 @@ from pytorch_fid import fid_score as torch_fid_score
 from pytorch_fid import inception as torch_inception
 
 from smallgan_jax import features
-from smallgan_jax.metrics import convert_inception, fid, inception
+from smallgan_jax.features import convert_inception, inception
+from smallgan_jax.metrics import fid
 
 BLOCK_GOAL = 1e-4
 FID_GOAL = 1e-3

@@ -53,8 +53,7 @@ import numpy as np
 
 from smallgan_jax import caching, checkpointing, coreset, features
 from smallgan_jax.data import anomaly, images
-from smallgan_jax.features import classifier
-from smallgan_jax.metrics import inception
+from smallgan_jax.features import classifier, inception
 
 MODELS = ("inception", *classifier.RECIPES, "pixels")
 FORMAT = 1
@@ -67,7 +66,7 @@ DEFAULTS = {
     "embedding_classes": None,        # `classifier`: class ids it trains on; None: all.
     "cache_dir": caching.DEFAULT_CACHE_DIR,  # Local or gs://.
     "inception_weights": "",          # `inception`: the FID Inception's converted weights
-                                      # ("": `metrics.inception.DEFAULT_WEIGHTS`).
+                                      # ("": `features.inception.DEFAULT_WEIGHTS`).
 }
 BUILD_BATCH = features.DEFAULT_BATCH  # Images embedded per call: the FID passes' batch shape, so
                                      # an inception array is the same bit for bit whether built
@@ -98,7 +97,8 @@ class Settings:
 
 
 def settings_from_config(config: ml_collections.ConfigDict) -> Settings:
-  """Reads `config.coreset.*` (`DEFAULTS` where a key or the whole section is absent)."""
+  """Reads `config.coreset.*` (`DEFAULTS` where a key or the whole section is absent); the
+  networks' files as the scores read them (`features.network_files`)."""
   section = config.get("coreset") or {}
   value = {key: section.get(key, default) for key, default in DEFAULTS.items()}
   classes = value["embedding_classes"]
@@ -107,11 +107,11 @@ def settings_from_config(config: ml_collections.ConfigDict) -> Settings:
     # `--config.coreset.embedding_classes=None` on the command line gives (None,).
     raise ValueError(f"config.coreset.embedding_classes={classes!r}: expected a tuple of class "
                      "ids (integers >= 0), or None for all classes")
+  files = features.network_files(config)
   return Settings(model=value["embedding"], dim=value["embedding_dim"],
                   seed=int(value["projection_seed"]),
                   classes=None if classes is None else tuple(int(c) for c in classes),
-                  cache_dir=value["cache_dir"] or caching.DEFAULT_CACHE_DIR,
-                  inception_weights=value["inception_weights"] or None)
+                  cache_dir=files.cache_dir, inception_weights=files.inception_weights)
 
 
 # ---------------------------------------------------------------------------------------------

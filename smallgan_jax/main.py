@@ -176,7 +176,7 @@ def main(argv):
   # never loads jax. pylint: disable=g-import-not-at-top
   import jax
   from smallgan_jax import checkpointing, distributed, preemption, train
-  from smallgan_jax.metrics import inception
+  from smallgan_jax.features import inception
   if len(argv) > 1:
     sys.exit(f"FATAL Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_HideLibraryChatter())

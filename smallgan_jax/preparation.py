@@ -13,8 +13,8 @@ import ml_collections
 
 from smallgan_jax import caching, embeddings
 from smallgan_jax.data import images
-from smallgan_jax.features import classifier
-from smallgan_jax.metrics import fid, inception
+from smallgan_jax.features import classifier, inception
+from smallgan_jax.metrics import fid
 
 
 def _classifier(cache_dir: str, source: images.ImageSource, classes, seed: int,

@@ -23,7 +23,8 @@ import pytest
 
 from configs import cifar_sngan
 from smallgan_jax import validation
-from smallgan_jax.metrics import convert_inception, image_scores, inception, torch_weights
+from smallgan_jax.features import convert_inception, inception, torch_weights
+from smallgan_jax.metrics import image_scores
 from tests.local_http import closed_port, loopback_only, server  # pylint: disable=unused-import
 
 DATA = pathlib.Path(__file__).parent / "data"

@@ -1,15 +1,19 @@
 """The feature networks and how images become features.
 
 A `FeatureNetwork` maps pixel values in [0, 255] ((b, H, W, C), uint8 or float) to features
-(b, D): `load_inception` is the FID Inception's pool3 (2048-d; `metrics.inception.FIDInceptionV3`
-with pytorch-fid's converted weights), `classifier_network` the penultimate layer of the
+(b, D): `load_inception` is the FID Inception's pool3 (2048-d; `inception.FIDInceptionV3` with
+pytorch-fid's converted weights), `classifier_network` the penultimate layer of the
 project's classifier (`features/classifier.py`; "classifier FID", the score a machine without the
 Inception weights can compute, e.g. for Fashion-MNIST). `iter_features` computes a network's
 features jitted, in fixed-size batches split across the local devices. Generated images are
 scored as pytorch-fid scores image files: mapped to [0, 255] and rounded (`to_pixels`).
 
-This layer sits on the data layer and `metrics/inception.py` (the network and its weights);
-`metrics/fid.py` (statistics, distances, reference caches) and `embeddings.py` build on it.
+The layer holds the networks and their weights: `inception.py` (the network), `torch_weights.py`
+(reads and downloads pytorch-fid's .pth without torch), `convert_inception.py` (.pth -> .npz) and
+`classifier.py`. It sits on the data layer and `caching.py`; `metrics/` (statistics, distances,
+scores) and `embeddings.py` build on it, and nothing here imports them (tests/layering_test.py).
+`network_files` reads where a config keeps the networks' files, for the scores and the
+embeddings alike.
 """
 import dataclasses
 import functools
@@ -22,8 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
 
 from smallgan_jax import caching
-from smallgan_jax.features import classifier
-from smallgan_jax.metrics import inception
+from smallgan_jax.features import classifier, inception
 
 # Images per feature batch (rounded up to a multiple of the device count, `device_batch`): every
 # pass of a network over real images (FID statistics, reference features, embeddings) runs at
@@ -46,6 +49,30 @@ class FeatureNetwork:
   variables: Any
   weights_sha256: str
   logits: Optional[Callable[[np.ndarray], np.ndarray]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkFiles:
+  """Where a config keeps the feature networks' files.
+
+  cache_dir: the trained classifiers and every cache computed with a network (`caching.py`),
+  local or gs://; inception_weights: the FID Inception's converted weights (None:
+  `inception.DEFAULT_WEIGHTS`).
+  """
+  cache_dir: str = caching.DEFAULT_CACHE_DIR
+  inception_weights: Optional[str] = None
+
+
+def network_files(config: Any) -> NetworkFiles:
+  """`config.coreset.cache_dir` and `.inception_weights`, the defaults where absent or empty.
+
+  Read here, below both users, because the scores (`metrics/image_scores.py`) load the same
+  networks from the same files as the embeddings (`embeddings.settings_from_config`), and the
+  metrics layer does not import the embeddings.
+  """
+  section = config.get("coreset") or {}
+  return NetworkFiles(cache_dir=section.get("cache_dir") or caching.DEFAULT_CACHE_DIR,
+                      inception_weights=section.get("inception_weights") or None)
 
 
 def load_inception(weights_path: Optional[str] = None,

@@ -4,7 +4,7 @@
 On a machine without internet, copy the .pth there and run (no torch needed: the .pth is read
 by `torch_weights`, and its sha256 checked against the `6726825d` in its name):
 
-    python -m smallgan_jax.metrics.convert_inception \
+    python -m smallgan_jax.features.convert_inception \
         --pth=pt_inception-2015-12-05-6726825d.pth \
         --out=~/.cache/smallgan_jax/fid_inception_2015-12-05.npz
 
@@ -24,7 +24,7 @@ from typing import Mapping
 
 import numpy as np
 
-from smallgan_jax.metrics import torch_weights
+from smallgan_jax.features import torch_weights
 
 META_PREFIX = "__meta__/"
 _BN_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),

@@ -28,7 +28,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
-from smallgan_jax.metrics import convert_inception, torch_weights
+from smallgan_jax.features import torch_weights
 
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                "pt_inception-2015-12-05-6726825d.pth")
@@ -268,7 +268,7 @@ def missing_weights_message(path: str, why: str = "") -> str:
   because = f" ({why})" if why else ""
   return (f"FID Inception weights not found at {path}{because}: fetch {WEIGHTS_URL} "
           f"(pytorch-fid's release) and put it at {pth}, converted there on first use, or run "
-          f"`python -m smallgan_jax.metrics.convert_inception --pth={WEIGHTS_PTH} --out={path}` "
+          f"`python -m smallgan_jax.features.convert_inception --pth={WEIGHTS_PTH} --out={path}` "
           "(docs/fid.md)")
 
 
@@ -295,6 +295,10 @@ def fetch_weights(path: str, download: bool = True) -> str:
     except torch_weights.DownloadError as e:
       why = f"download failed: {e.reason}"
       raise MissingWeightsError(missing_weights_message(path, why)) from None
+  # Imported here, not at the top: the package imports this module, and a converter imported with
+  # it would already be in sys.modules when `python -m smallgan_jax.features.convert_inception`
+  # runs it as __main__ (runpy warns of that). pylint: disable=g-import-not-at-top
+  from smallgan_jax.features import convert_inception
   logging.info("converting %s to %s", pth, path)
   return convert_inception.convert_file(pth, path)
 

@@ -30,7 +30,7 @@ from typing import Any, Optional
 import ml_collections
 import numpy as np
 
-from smallgan_jax import embeddings, features
+from smallgan_jax import features
 from smallgan_jax.data import images
 from smallgan_jax.features import classifier
 from smallgan_jax.metrics import coverage, fid
@@ -96,13 +96,12 @@ def feature_network(config: ml_collections.ConfigDict, feature: str,
                     source: images.ImageSource) -> features.FeatureNetwork:
   """The network of `feature`: the converted FID Inception (`config.coreset.inception_weights`,
   '' for the default path), or the classifier of `config.fid.classifier_seed`, trained on
-  `source` if it is not saved in `config.coreset.cache_dir`."""
-  settings = embeddings.settings_from_config(config)
+  `source` if it is not saved in `config.coreset.cache_dir` (`features.network_files`)."""
+  files = features.network_files(config)
   if feature == "inception":
-    return features.load_inception(settings.inception_weights or None,
-                                   download=config.fid.download)
+    return features.load_inception(files.inception_weights, download=config.fid.download)
   trained = classifier.load_or_train(
-      settings.cache_dir, source, None,
+      files.cache_dir, source, None,
       settings=classifier.recipe(feature, config.fid.classifier_seed), network=feature)
   return features.classifier_network(trained)
 
@@ -123,7 +122,7 @@ def fid_scores(config: ml_collections.ConfigDict,
                source: images.ImageSource) -> tuple[FIDScore, ...]:
   """The scores `config.fid.features` names, each with its reference statistics of `source`
   and, with `config.fid.coverage`, the features of its fixed real subset."""
-  cache_dir = embeddings.settings_from_config(config).cache_dir
+  cache_dir = features.network_files(config).cache_dir
   scores = []
   for feature in config.fid.features:
     network = feature_network(config, feature, source)

@@ -1,6 +1,6 @@
 """Writes the torch files that tests/torch_weights_test.py reads, with real torch. Run once.
 
-torch is not a dependency of this project (the point of `smallgan_jax.metrics.torch_weights` is
+torch is not a dependency of this project (the point of `smallgan_jax.features.torch_weights` is
 to read its files without it), so this ran once in a scratch venv, and its outputs are committed:
 
     python3 -m venv /tmp/scratch_torch && /tmp/scratch_torch/bin/pip install torch numpy
