@@ -9,6 +9,10 @@ evaluator reads. Beside it, `<out>_grid.png` shows the first 64. The samples com
 `runs.load_generator`, i.e. as evaluation generates them (EMA weights, standing batch-norm
 statistics), on every local device, from `--seed`'s prior latents, written as they are made so
 that memory stays bounded (but for the .npz, which holds them all).
+
+A toy run (a 2D mixture) writes its points: `--out` must end in `.npz`, which holds one float32
+(num, 2) array under the same key, `arr_0`; beside it, `<out>_plot.png` is the scatter plot over
+the mixture's modes that evaluation draws (`datasets.ToyMixture.save_samples`), with its metrics.
 """
 import concurrent.futures
 import os
@@ -17,7 +21,7 @@ from absl import app, flags, logging
 import jax
 import numpy as np
 
-from smallgan_jax import checkpointing, features, runs, sampling
+from smallgan_jax import checkpointing, datasets, features, runs, sampling
 from smallgan_jax.metrics import grids
 
 FLAGS = flags.FLAGS
@@ -44,14 +48,49 @@ def grid_path(out: str) -> str:
   return out.rstrip("/").removesuffix(".npz") + "_grid.png"
 
 
+def plot_path(out: str) -> str:
+  return out.removesuffix(".npz") + "_plot.png"
+
+
+def write_npz(out: str, array: np.ndarray) -> None:
+  """Writes `array` as `arr_0` of the .npz at `out` (ADM's key), atomically."""
+  checkpointing.write_atomically(checkpointing.workdir_path(out),
+                                 lambda f: np.savez(f, arr_0=array))
+
+
+def checkpoint_step(workdir: str, config, step) -> int:
+  """`step`, or the run's newest checkpoint step, after checking that the run holds it."""
+  manager = checkpointing.create_manager(checkpointing.workdir_path(workdir), config)
+  try:
+    return runs.checkpoint_step(manager, workdir, step)
+  finally:
+    manager.close()
+
+
+def generate_points(workdir: str, config, step, num: int, out: str, seed: int) -> str:
+  """Writes `num` points of a toy run's checkpoint to the .npz `out` and evaluation's scatter plot
+  of them (with its metrics) beside it; returns the plot's path."""
+  if not out.endswith(".npz"):
+    raise ValueError(f"--out={out!r}: a run on {config.dataset!r} writes its points as one .npz "
+                     "(arr_0, (num, 2)), not a folder of PNGs; give a path ending in .npz")
+  step = checkpoint_step(workdir, config, step)
+  sample = runs.load_generator(workdir, step)
+  points = np.concatenate([sample(z) for z in latent_chunks(config, num, seed)])
+  write_npz(out, points)
+  dataset = datasets.get_dataset(config)
+  dataset.save_samples(plot_path(out), points, f"{config.dataset}, step {step}",
+                       dataset.evaluate(points))
+  return plot_path(out)
+
+
 def generate(workdir: str, step, num: int, out: str, seed: int = 0) -> str:
-  """Writes `num` samples of the run's checkpoint to `out`; returns the grid's path."""
+  """Writes `num` samples of the run's checkpoint to `out`; returns the path of their picture
+  (the grid of the first images, or a toy's scatter plot)."""
   config = runs.read_config(workdir)
-  if config.dataset != "images":
-    raise ValueError(f"--workdir={workdir!r} holds a run on {config.dataset!r}: generate writes "
-                     "images (use runs.load_generator for other samples)")
   if num < 1:
     raise ValueError(f"--num={num}: expected a positive number of samples")
+  if config.dataset != "images":
+    return generate_points(workdir, config, step, num, out, seed)
   sample = runs.load_generator(workdir, step)
   as_npz = out.endswith(".npz")
   if not as_npz:
@@ -70,8 +109,7 @@ def generate(workdir: str, step, num: int, out: str, seed: int = 0) -> str:
       written += len(pixels)
       logging.info("Generated %d / %d samples", written, num)
   if as_npz:
-    checkpointing.write_atomically(checkpointing.workdir_path(out),
-                                   lambda f: np.savez(f, arr_0=np.concatenate(parts)))
+    write_npz(out, np.concatenate(parts))
   return grid_path(out)
 
 
@@ -79,15 +117,17 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    grid = generate(FLAGS.workdir, FLAGS.step, FLAGS.num, FLAGS.out, FLAGS.seed)
+    picture = generate(FLAGS.workdir, FLAGS.step, FLAGS.num, FLAGS.out, FLAGS.seed)
   except ValueError as e:  # Bad input (incl. runs.RunError): one line.
     raise SystemExit(f"FATAL {e}") from None
-  print(f"Wrote {FLAGS.num} samples to {FLAGS.out}; the first {GRID} in {grid}")
+  shown = f"the first {GRID}" if picture == grid_path(FLAGS.out) else "their scatter plot"
+  print(f"Wrote {FLAGS.num} samples to {FLAGS.out}; {shown} in {picture}")
 
 
 def define_flags() -> None:
   runs.define_checkpoint_flags("Samples to write.")
-  flags.DEFINE_string("out", None, "A folder for PNGs, or a file ending in .npz.")
+  flags.DEFINE_string("out", None, "A folder for PNGs, or a file ending in .npz (a toy "
+                      "run's points: .npz only).")
   flags.DEFINE_integer("seed", 0, "Seed of the latents.")
   flags.mark_flags_as_required(["out"])
 

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from smallgan_jax import evaluation, features, generate, runs, sampling, score
+from smallgan_jax import datasets, evaluation, features, runs, sampling, score
 from smallgan_jax.data import images
 from smallgan_jax.metrics import image_scores
 from tests.image_train_test import tiny_image_flags
@@ -125,9 +125,36 @@ def test_workdir_without_a_run_is_refused_in_one_line(tmp_path):
     assert result.returncode != 0 and last.startswith("FATAL") and "holds no run" in last, last
 
 
-def test_generate_refuses_a_toy_run(toy_run, tmp_path):
-  with pytest.raises(ValueError, match="holds a run on 'mog_grid': generate writes images"):
-    generate.generate(toy_run, None, 5, str(tmp_path))
+def test_generate_writes_a_toy_runs_points_and_evaluations_plot_of_them(toy_run, tmp_path):
+  """The .npz holds the generator's points of `--seed`'s prior latents (drawn here as
+  `latent_chunks` draws its first chunk), under the image .npz's key; beside it, the plot
+  evaluation draws of those points."""
+  out = tmp_path / "points.npz"
+  result = cli("generate", f"--workdir={toy_run}", "--num=300", "--seed=4", f"--out={out}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with np.load(out) as written:
+    assert sorted(written) == ["arr_0"]
+    points = written["arr_0"]
+  assert points.shape == (300, 2) and points.dtype == np.float32
+  config = runs.read_config(toy_run)
+  z = sampling.sample_prior(jax.random.fold_in(jax.random.PRNGKey(4), 0), (300, config.z_dim),
+                            config.prior)
+  np.testing.assert_allclose(points, runs.load_generator(toy_run)(z), rtol=1e-6, atol=1e-6)
+  dataset = datasets.get_dataset(config)
+  dataset.save_samples(str(tmp_path / "want.png"), points, "mog_grid, step 20",
+                       dataset.evaluate(points))
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "points_plot.png")),
+                                np.asarray(Image.open(tmp_path / "want.png")))
+  assert "their scatter plot in" in result.stdout
+
+
+def test_generate_refuses_png_folders_for_a_toy_run_in_one_line(toy_run, tmp_path):
+  result = cli("generate", f"--workdir={toy_run}", "--num=5", f"--out={tmp_path / 'pngs'}")
+  last = result.stderr.strip().splitlines()[-1]
+  assert result.returncode != 0 and last.startswith("FATAL") and last.endswith(
+      "a run on 'mog_grid' writes its points as one .npz (arr_0, (num, 2)), not a folder of "
+      "PNGs; give a path ending in .npz"), last
+  assert not (tmp_path / "pngs").exists()
 
 
 def test_reference_out_writes_the_splits_statistics_as_pytorch_fid_reads_them(image_run, tmp_path):
