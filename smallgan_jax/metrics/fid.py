@@ -158,7 +158,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     covmean, retried = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
     logging.warning("FID: sqrtm of the covariance product is not finite%s; added %g to the "
                     "diagonal of both covariances and took the root again%s",
-                    _quoted(" (scipy warned %s)", notes), eps, _quoted(", which warned %s", retried))
+                    _quoted(" (scipy warned %s)", notes), eps,
+                    _quoted(", which warned %s", retried))
   elif notes:
     logging.info("FID: sqrtm of the covariance product warned %s (a feature dimension that never "
                  "varies?); the root is finite, so it is kept without an eps offset, as "
