@@ -39,9 +39,16 @@ def get_config() -> ml_collections.ConfigDict:
   # takes its slice of one global core-set (the same picks on any device count). target_scope:
   # the same for the real samples; "global" draws the global candidates from (seed, step) alone,
   # every device computes the one core-set on all their embeddings and the devices exchange the
-  # picked images (README: when per-device is the better choice).
+  # picked images (README: when per-device is the better choice). weighting (beyond the paper;
+  # docs/weighted_coresets.md): "none" trains on the picks as they are (the paper); "target"
+  # weights each real pick in the critic's loss (and R1, and BiGAN's encoder term) by the share of
+  # its set's candidates nearest to it in the embedding, its Voronoi cell; "cells" also weights the
+  # latents by their cells in latent space (the critic's fake term, the generator's loss, MEG's
+  # statistics network). Greedy k-center over-samples the candidates' edges; the weighted batch
+  # stands for all candidates.
   config.coreset = ml_collections.ConfigDict({
-      "factor_prior": 4, "factor_target": 8, "prior_scope": "device", "target_scope": "device"})
+      "factor_prior": 4, "factor_target": 8, "prior_scope": "device", "target_scope": "device",
+      "weighting": "none"})
 
   # Top-k generator updates: keep max(gamma^(step // decay_steps), nu) of each G batch. Image
   # configs may set decay_per_epoch=True: decay_steps is then one epoch, the steps in which the
@@ -88,7 +95,8 @@ def get_config() -> ml_collections.ConfigDict:
 
 def paper_image_config(data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The defaults with what the paper's image GANs share (configs/cifar_sngan.py,
-  configs/lsun_church_sagan.py): images from `data`, z 128 from a normal prior, hinge loss, Adam
+  configs/lsun_church_sagan.py): images from `data`, z 128 from the paper's uniform prior on
+  [-1, 1]^128 (Sec. 3.1: k-center ignores density, so the prior's form is free), hinge loss, Adam
   (0, 0.9), prior and target core-sets of the global batch (the paper's single-GPU algorithm on
   any device count), the target's on Inception pool3 projected to 32 dimensions, and FID of
   50,000 samples every 5,000 steps."""
@@ -96,7 +104,7 @@ def paper_image_config(data: ml_collections.ConfigDict) -> ml_collections.Config
   config.dataset = "images"
   config.data = data
   config.z_dim = 128
-  config.prior = "normal"
+  config.prior = "uniform"
   config.loss = "hinge"
   config.coreset.prior_scope = "global"
   config.coreset.target_scope = "global"

@@ -33,7 +33,7 @@ def get_config():
   config.model = "dcgan"
   config.dcgan = dcgan.dcgan_config(g_channels=32, d_channels=32, spectral_norm=True)
   config.z_dim = 64
-  config.prior = "normal"
+  config.prior = "uniform"  # The paper's (Sec. 3.1); --config.prior=normal for a Gaussian.
   config.loss = "hinge"
   config.n_dis = 1
   config.batch_size = 16

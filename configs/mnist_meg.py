@@ -13,7 +13,8 @@ the energy E(x)'s AUPRC, anomalies positive, as average precision (`eval/auprc`)
 reference's trapezoidal area (`eval/auprc_trapz`), and its ROC AUC (`eval/roc_auc`).
 
 As the reference: one energy update per generator update (its `--energy_model_iters` 1), Adam 1e-4
-(0.5, 0.9) for E, G and the statistics network T, z 128 from a normal prior, batch 64, energy
+(0.5, 0.9) for E, G and the statistics network T, z 128 from a normal prior (the reference's,
+kept for the baselines' sake; the image GANs sample the paper's uniform one), batch 64, energy
 penalty 100 * ||grad E(real)||^2, T updated with G, entropy term weight 1 (smallgan_jax/
 objectives.py), 55 epochs with an evaluation after each: an epoch is 788 steps of 64 images
 (50,432, one pass over the 50,400 training images of an average digit, 80% of its about 63,000
@@ -68,6 +69,8 @@ def get_config():
   config.loss = "wasserstein"
   config.gradient_penalty.update({"weight": 100.0, "on": "real", "center": 0.0})
   config.z_dim = 128
+  # MEG's reference prior, kept so that the baselines (MEG, BiGAN) are the reference's; the image
+  # GANs sample the Small-GAN paper's uniform prior.
   config.prior = "normal"
   config.batch_size = 64
   config.g_batch_size = 64

@@ -125,6 +125,26 @@ def _greedy_k_center_xla(points: jax.Array, k: int) -> jax.Array:
   return lax.fori_loop(1, k, pick, init)[0]
 
 
+@jax.jit
+def cell_weights(points: jax.Array, picks: jax.Array) -> jax.Array:
+  """(k,) float32: each pick's weight, k times the share of the n `points` (n, d) nearest to it.
+
+  The weighted core-set of coreset theory (beyond the paper): greedy k-center keeps the candidates
+  farthest from those already kept, so a core-set over-samples the edges of the candidates. Each
+  pick stands for its Voronoi cell, the candidates closer to it than to any other pick, and the
+  weighted mean of a function over the k picks equals its mean over all n candidates wherever the
+  function is constant on each cell. The weights sum to k (a candidate nearest to several picks
+  counts for the earliest in `picks`); every pick is in its own cell, so each weight is at least
+  k / n (unless it duplicates an earlier pick: then 0). One (n, k) pass of squared distances in the direct form (exact ties, as in the kernel),
+  after the kernel: the picks themselves do not change.
+  """
+  x = points.astype(jnp.float32)
+  k = picks.shape[0]
+  distances = jnp.sum((x[:, None, :] - x[picks][None, :, :]) ** 2, axis=-1)
+  nearest = jnp.argmin(distances, axis=1)  # The first minimum: ties to the earliest pick.
+  return jnp.bincount(nearest, length=k).astype(jnp.float32) * (k / x.shape[0])
+
+
 def choose_backend(backend: str, n: int, d: int, k: int) -> str:
   """The kernel ("xla" or "pallas") that `backend` means for a set of n points of dim d, on the
   default device: "auto" is "pallas" only where `_PALLAS_MEASURED_FASTER` lists the size."""

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from smallgan_jax import losses
 from smallgan_jax.model_state import apply_model
 from smallgan_jax.models import bigan
 
@@ -65,21 +66,31 @@ def fake_input(config: ml_collections.ConfigDict, fake: jax.Array, z: jax.Array)
 
 
 def aux_loss(config: ml_collections.ConfigDict, aux: Any, aux_params: Any, critic: Any,
-             fake: jax.Array, z: jax.Array, real: jax.Array,
-             rng: jax.Array) -> tuple[jax.Array, Any]:
+             fake: jax.Array, z: jax.Array, real: jax.Array, rng: jax.Array,
+             z_weights: Optional[jax.Array] = None,
+             real_weights: Optional[jax.Array] = None) -> tuple[jax.Array, Any]:
   """The aux network's term of the generator's loss and its updated collections.
 
   `critic(inputs)` applies the critic in inference mode; `real` is the step's last real batch.
+  With core-set weights (None: unweighted), MEG's joint pairs (G(z), z) take the latents'
+  weights w, its shuffled pairs (G(z_i), z_pi(i)) the products w_i * w_pi(i), rescaled to the
+  joint pairs' sum; BiGAN's encoder term takes the real samples' weights.
   """
   if config.objective == "meg":
-    shuffled = jax.random.permutation(rng, z)
+    permutation = jax.random.permutation(rng, z.shape[0])
+    shuffled = z[permutation]
     pairs = (jnp.concatenate([fake, fake]), jnp.concatenate([z, shuffled]))
     logits, collections = apply_model(aux, aux_params, pairs, train=True)
     joint, marginal = jnp.split(logits, 2)
-    cross_entropy = 0.5 * (jnp.mean(jax.nn.softplus(-joint)) + jnp.mean(jax.nn.softplus(marginal)))
+    marginal_weights = None
+    if z_weights is not None:
+      products = z_weights * z_weights[permutation]
+      marginal_weights = products * jnp.sum(z_weights) / jnp.sum(products)
+    cross_entropy = 0.5 * (losses.weighted_mean(jax.nn.softplus(-joint), z_weights)
+                           + losses.weighted_mean(jax.nn.softplus(marginal), marginal_weights))
     return config.meg.entropy_weight * cross_entropy, collections
   encoded, collections = apply_model(aux, aux_params, real, train=True)
-  return jnp.mean(jax.nn.softplus(critic((real, encoded)))), collections
+  return losses.weighted_mean(jax.nn.softplus(critic((real, encoded))), real_weights), collections
 
 
 def anomaly_scores(config: ml_collections.ConfigDict, g: Any, d: Any, aux: Optional[Any],

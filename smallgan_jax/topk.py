@@ -51,3 +51,17 @@ def top_k_weights(scores: jax.Array, k: jax.Array,
   rank = jnp.zeros_like(order).at[order].set(jnp.arange(ranked.shape[0]))
   keep = lax.dynamic_slice_in_dim(rank < k, offset, local_size)
   return keep.astype(scores.dtype) * (ranked.shape[0] / k)
+
+
+def with_sample_weights(kept: jax.Array, weights: jax.Array,
+                        axis_name: Optional[str] = None) -> jax.Array:
+  """Top-k's weights `kept` (`top_k_weights`: 0 for a dropped sample) combined with per-sample
+  weights (weighted core-sets): N * w * mask / sum(w * mask) over the N ranked samples, summed
+  over the devices of `axis_name` when the ranking was global. The mean of the result times the
+  loss over the ranked samples is then the `weights`-weighted mean loss over the kept ones; with
+  equal weights it is `kept` itself."""
+  mask = (kept > 0).astype(weights.dtype)
+  kept_weight, ranked = jnp.sum(weights * mask), weights.shape[0]
+  if axis_name is not None:
+    kept_weight, ranked = lax.psum((kept_weight, ranked), axis_name)
+  return ranked * weights * mask / kept_weight

@@ -99,28 +99,34 @@ def _pmean(tree: Any, axis_name: Optional[str]) -> Any:
 
 
 def d_penalty(config: ml_collections.ConfigDict, d_state: ModelState, params: Any,
-              real: jax.Array, fake: jax.Array, rng: jax.Array) -> jax.Array:
-  """The config's weighted gradient penalty on the critic; 0 when its weight is 0.
+              real: jax.Array, fake: jax.Array, rng: jax.Array,
+              real_weights: Optional[jax.Array] = None) -> jax.Array:
+  """The config's gradient penalty on the critic, times its weight; 0 when that weight is 0.
 
+  On real samples (R1) each sample's term takes its core-set weight `real_weights`; on
+  interpolates (WGAN-GP) the terms stay unweighted: an interpolate lies between a real sample and
+  a generated one, neither of which it stands for alone.
   The critic is applied in inference mode here, so the penalty does not advance batch or
   spectral-norm statistics a second time in one update.
   """
   gp = config.gradient_penalty
   if gp.weight == 0:
     return jnp.zeros(())
-  points = real
+  points, weights = real, real_weights
   if gp.on == "interpolates":
     alpha = jax.random.uniform(rng, (real.shape[0],) + (1,) * (real.ndim - 1))
-    points = alpha * real + (1 - alpha) * fake
+    points, weights = alpha * real + (1 - alpha) * fake, None
   critic = lambda x: apply_model(d_state, params, x, train=False)[0]
-  return gp.weight * losses.gradient_penalty(critic, points, gp.center)
+  return gp.weight * losses.gradient_penalty(critic, points, gp.center, weights)
 
 
-def d_update(d_state: ModelState, batch: tuple[jax.Array, jax.Array, jax.Array],
-             g_state: ModelState, aux: Optional[ModelState], config: ml_collections.ConfigDict,
-             d_loss_fn: Callable, axis_name: Optional[str]) -> tuple[ModelState, dict]:
-  """One discriminator update on a (latents, real samples, penalty key) triple."""
-  z, real, rng = batch
+def d_update(d_state: ModelState, batch: tuple, g_state: ModelState, aux: Optional[ModelState],
+             config: ml_collections.ConfigDict, d_loss_fn: Callable,
+             axis_name: Optional[str]) -> tuple[ModelState, dict]:
+  """One discriminator update on (latents, real samples, penalty key, the latents' and the real
+  samples' core-set weights (None: unweighted)). The logged `d_real` and `d_fake` stay the raw
+  means of the critic's outputs."""
+  z, real, rng, z_weights, real_weights = batch
   fake, _ = apply_model(g_state, g_state.params, z, train=True)
   fake = lax.stop_gradient(fake)
   both = jax.tree.map(lambda r, f: jnp.concatenate([r, f]),
@@ -129,8 +135,8 @@ def d_update(d_state: ModelState, batch: tuple[jax.Array, jax.Array, jax.Array],
   def loss_fn(params):
     logits, collections = apply_model(d_state, params, both, train=True)
     real_logits, fake_logits = jnp.split(logits, 2)
-    penalty = d_penalty(config, d_state, params, real, fake, rng)
-    loss = d_loss_fn(real_logits, fake_logits) + penalty
+    penalty = d_penalty(config, d_state, params, real, fake, rng, real_weights)
+    loss = d_loss_fn(real_logits, fake_logits, real_weights, z_weights) + penalty
     return loss, (collections, real_logits, fake_logits, penalty)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -142,21 +148,30 @@ def d_update(d_state: ModelState, batch: tuple[jax.Array, jax.Array, jax.Array],
 
 
 def generator_weights(config: ml_collections.ConfigDict, step: jax.Array, logits: jax.Array,
-                      axis_name: Optional[str]) -> jax.Array:
-  """Per-sample generator-loss weights: top-k's, or ones when top-k is off."""
+                      axis_name: Optional[str],
+                      z_weights: Optional[jax.Array] = None) -> jax.Array:
+  """Per-sample generator-loss weights: top-k's, or ones when top-k is off, times the latents'
+  core-set weights `z_weights` (None: unweighted), renormalised over the kept samples."""
+  if z_weights is not None:
+    z_weights = z_weights.reshape(logits.shape)
   if not config.topk.enabled:
-    return jnp.ones_like(logits)
+    return jnp.ones_like(logits) if z_weights is None else z_weights
   scope_axis = axis_name if config.topk.scope == "global" else None
   ranked = config.g_batch_size if scope_axis else logits.shape[0]
   k = topk.num_kept(step, ranked, config.topk.gamma, config.topk.nu, config.topk.decay_steps)
-  return topk.top_k_weights(logits, k, scope_axis)
+  kept = topk.top_k_weights(logits, k, scope_axis)
+  return kept if z_weights is None else topk.with_sample_weights(kept, z_weights, scope_axis)
 
 
 def g_update(state: GANState, d_state: ModelState, z: jax.Array, real: jax.Array,
              rng: jax.Array, config: ml_collections.ConfigDict, g_loss_fn: Callable,
-             axis_name: Optional[str]) -> tuple[ModelState, Optional[ModelState], dict]:
+             axis_name: Optional[str], z_weights: Optional[jax.Array] = None,
+             real_weights: Optional[jax.Array] = None
+             ) -> tuple[ModelState, Optional[ModelState], dict]:
   """One update of the generator and, on the same loss, of the objective's aux network (if any);
-  the critic is applied in inference mode and not updated. `real`: the step's last real batch."""
+  the critic is applied in inference mode and not updated. `real`: the step's last real batch;
+  `z_weights`, `real_weights`: their core-set weights (None: unweighted). The generator's
+  train-mode batch norm normalises with the statistics of the unweighted batch."""
   g_state, aux = state.g, state.aux
   critic = lambda inputs: apply_model(d_state, d_state.params, inputs, train=False)[0]
 
@@ -164,12 +179,13 @@ def g_update(state: GANState, d_state: ModelState, z: jax.Array, real: jax.Array
     g_params, aux_params = params
     fake, collections = apply_model(g_state, g_params, z, train=True)
     logits = critic(objectives.fake_input(config, fake, z))
-    weights = generator_weights(config, step=state.step, logits=logits, axis_name=axis_name)
+    weights = generator_weights(config, step=state.step, logits=logits, axis_name=axis_name,
+                                z_weights=z_weights)
     loss = g_loss_fn(logits, weights)
     if aux is None:
       return loss, (collections, None, weights, None)
     aux_term, aux_collections = objectives.aux_loss(config, aux, aux_params, critic, fake, z, real,
-                                                    rng)
+                                                    rng, z_weights, real_weights)
     return loss + aux_term, (collections, aux_collections, weights, aux_term)
 
   params = (g_state.params, None if aux is None else aux.params)
@@ -185,52 +201,68 @@ def g_update(state: GANState, d_state: ModelState, z: jax.Array, real: jax.Array
   return g_state, aux, metrics
 
 
+def weighted(config: ml_collections.ConfigDict) -> tuple[bool, bool]:
+  """Whether `config.coreset.weighting` weights (the latents, the real samples) by their cells."""
+  weighting = config.coreset.weighting
+  return weighting == "cells", weighting in ("target", "cells")
+
+
 def draw_latents(config: ml_collections.ConfigDict, rng: jax.Array, k_d: int,
-                 k_g: int) -> tuple[jax.Array, jax.Array]:
-  """Core-set latents for the n_dis D updates, (n_dis, k_d, z), and the G update, (k_g, z).
+                 k_g: int) -> tuple[sampling.Samples, sampling.Samples]:
+  """Core-set latents for the n_dis D updates, (n_dis, k_d, z), and the G update, (k_g, z); each
+  with its cell weights, (n_dis, k_d) and (k_g,), where the config weights the latents.
 
   When the D and G batches have the same size, all n_dis + 1 core-sets come from one vmapped
   kernel call: the kernel's loop is latency-bound, so one call for many sets costs about as much
   as one call for one set.
   """
   sample = functools.partial(sampling.coreset_prior, factor=config.coreset.factor_prior,
-                             z_dim=config.z_dim, prior=config.prior)
+                             z_dim=config.z_dim, prior=config.prior,
+                             with_weights=weighted(config)[0])
   if k_d == k_g:
     z = sample(rng, config.n_dis + 1, k_d)
-    return z[:-1], z[-1]
+    return jax.tree.map(lambda x: x[:-1], z), jax.tree.map(lambda x: x[-1], z)
   d_rng, g_rng = jax.random.split(rng)
-  return sample(d_rng, config.n_dis, k_d), sample(g_rng, 1, k_g)[0]
+  return sample(d_rng, config.n_dis, k_d), jax.tree.map(lambda x: x[0], sample(g_rng, 1, k_g))
 
 
 def global_latents(config: ml_collections.ConfigDict, rng: jax.Array, num_replicas: int,
-                   axis_name: Optional[str]) -> tuple[jax.Array, jax.Array]:
-  """This device's slice of one core-set of the global batch, drawn alike on every device.
+                   axis_name: Optional[str]) -> tuple[sampling.Samples, sampling.Samples]:
+  """This device's slice of one core-set of the global batch, drawn alike on every device (and
+  the same slice of its cell weights, as `draw_latents`).
 
   Every device draws the same `factor * batch_size` candidates (the key is not folded with the
   device index) and computes the same global core-set; device i keeps picks i*k ... (i+1)*k - 1.
   The union over devices is the core-set a single device would train on, whatever the device
-  count, at the price of every device running the kernel for the whole batch.
+  count, at the price of every device running the kernel for the whole batch. The weights are
+  not renormalised on a device (`sampling.global_coreset_target`).
   """
   z_d, z_g = draw_latents(config, rng, config.batch_size, config.g_batch_size)
   k_d, k_g = config.batch_size // num_replicas, config.g_batch_size // num_replicas
   index = 0 if axis_name is None else lax.axis_index(axis_name)
-  return (lax.dynamic_slice_in_dim(z_d, index * k_d, k_d, axis=1),
-          lax.dynamic_slice_in_dim(z_g, index * k_g, k_g, axis=0))
+  return (jax.tree.map(lambda x: lax.dynamic_slice_in_dim(x, index * k_d, k_d, axis=1), z_d),
+          jax.tree.map(lambda x: lax.dynamic_slice_in_dim(x, index * k_g, k_g, axis=0), z_g))
 
 
 def real_batches(config: ml_collections.ConfigDict, draw: Callable, device_rng: jax.Array,
                  global_rng: jax.Array, num_replicas: int,
-                 axis_name: Optional[str]) -> jax.Array:
+                 axis_name: Optional[str]) -> sampling.Samples:
   """This device's real batches of the n_dis critic updates, (n_dis, batch_size / devices, ...):
   core-sets of its own candidates (`target_scope` "device", keyed by `device_rng`), or its slice
   of one core-set of the global batch (`target_scope` "global", `sampling.global_coreset_target`;
-  the toys draw its candidates from `global_rng`, alike on every device)."""
-  factor = config.coreset.factor_target
+  the toys draw its candidates from `global_rng`, alike on every device); with their cell
+  weights (n_dis, batch_size / devices) where the config weights the real samples."""
+  factor, with_weights = config.coreset.factor_target, weighted(config)[1]
   if config.coreset.target_scope == "global":
     return sampling.global_coreset_target(global_rng, draw, config.n_dis, config.batch_size,
-                                          factor, num_replicas, axis_name)
+                                          factor, num_replicas, axis_name, with_weights)
   return sampling.coreset_target(device_rng, draw, config.n_dis,
-                                 config.batch_size // num_replicas, factor)
+                                 config.batch_size // num_replicas, factor, with_weights)
+
+
+def with_weights(samples: sampling.Samples) -> tuple[jax.Array, Optional[jax.Array]]:
+  """(samples, cell weights) of a sampler's result; the weights None where it gave none."""
+  return samples if isinstance(samples, tuple) else (samples, None)
 
 
 def step_keys(rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -279,18 +311,22 @@ def train_step(state: GANState, batch: Any = None, *, config: ml_collections.Con
     z_d, z_g = global_latents(config, global_prior_rng, num_replicas, axis_name)
   else:
     z_d, z_g = draw_latents(config, prior_rng, k_d, k_g)
+  (z_d, z_d_weights), (z_g, z_g_weights) = with_weights(z_d), with_weights(z_g)
   draw = functools.partial(draw_candidates, batch=batch)
-  real = real_batches(config, draw, target_rng, global_target_rng, num_replicas, axis_name)
+  real, real_weights = with_weights(
+      real_batches(config, draw, target_rng, global_target_rng, num_replicas, axis_name))
 
   # Folded, not split off, so runs without an interpolation penalty draw what they always drew.
   penalty_rngs = jax.random.split(jax.random.fold_in(device_rng, 2), config.n_dis)
 
   d_step = functools.partial(d_update, g_state=state.g, aux=state.aux, config=config,
                              d_loss_fn=d_loss_fn, axis_name=axis_name)
-  d_state, d_metrics = lax.scan(d_step, state.d, (z_d, real, penalty_rngs))
+  d_state, d_metrics = lax.scan(d_step, state.d,
+                                (z_d, real, penalty_rngs, z_d_weights, real_weights))
   g_state, aux, g_metrics = g_update(state, d_state, z_g, real[-1],
                                      jax.random.fold_in(device_rng, 4), config, g_loss_fn,
-                                     axis_name)
+                                     axis_name, z_g_weights,
+                                     None if real_weights is None else real_weights[-1])
   metrics = _pmean({**jax.tree.map(jnp.mean, d_metrics), **g_metrics}, axis_name)
   metrics["finite"] = all_finite(metrics, g_state.params, d_state.params,
                                  None if aux is None else aux.params)

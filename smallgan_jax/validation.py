@@ -82,6 +82,7 @@ FIELDS = {
     "coreset.factor_target": POSITIVE_INT,
     "coreset.prior_scope": one_of(sampling.PRIOR_SCOPES),
     "coreset.target_scope": one_of(sampling.TARGET_SCOPES),
+    "coreset.weighting": one_of(sampling.WEIGHTINGS),
     "topk.enabled": BOOL,
     "topk.gamma": FRACTION,
     "topk.nu": FRACTION,

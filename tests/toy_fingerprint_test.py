@@ -21,7 +21,7 @@ SETTING = {
     "loss": "non_saturating", "z_dim": 2, "prior": "uniform", "batch_size": 32,
     "g_batch_size": 32, "n_dis": 2,
     "coreset": {"factor_prior": 4, "factor_target": 8, "prior_scope": "device",
-                "target_scope": "device"},
+                "target_scope": "device", "weighting": "none"},
     "topk": {"enabled": True, "gamma": 0.5, "nu": 0.75, "decay_steps": 50,
              "decay_per_epoch": False, "scope": "global"},
     "gradient_penalty": {"weight": 0.1, "on": "interpolates", "center": 1.0}, "ema_decay": 0.0,

@@ -78,6 +78,8 @@ BAD = [
      "config.coreset.target_scope='host': expected one of ('device', 'global')"),
     ({"coreset.target_scope": None},
      "config.coreset.target_scope=None: expected one of ('device', 'global')"),
+    ({"coreset.weighting": "voronoi"},
+     "config.coreset.weighting='voronoi': expected one of ('none', 'target', 'cells')"),
     ({"topk.enabled": 1}, "config.topk.enabled=1: expected True or False"),
     ({"topk.gamma": 0.0}, "config.topk.gamma=0.0: expected a number in (0, 1]"),
     ({"topk.nu": 1.5}, "config.topk.nu=1.5: expected a number in (0, 1]"),
