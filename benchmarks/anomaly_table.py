@@ -46,7 +46,9 @@ METHODS = {"BiGAN": ("configs/fashion_mnist_bigan.py", []),
            "core-set MEG": (MEG_CONFIG, []),
            # The paper's Table 6 ablation for MEG: one of the two core-sets only.
            "prior core-set MEG": (MEG_CONFIG, [NO_TARGET]),
-           "target core-set MEG": (MEG_CONFIG, [NO_PRIOR])}
+           "target core-set MEG": (MEG_CONFIG, [NO_PRIOR]),
+           # Beyond the paper: both core-sets weighted by their cells (docs/weighted_coresets.md).
+           "cells-weighted core-set MEG": (MEG_CONFIG, ["--config.coreset.weighting=cells"])}
 DEFAULT_METHODS = ["BiGAN", "MEG", "core-set MEG"]
 # TensorBoard tags of the two AUPRC measures, and their names in the tables.
 MEASURES = {"eval/auprc": "average precision", "eval/auprc_trapz": "trapezoidal area"}

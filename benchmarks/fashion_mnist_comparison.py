@@ -6,19 +6,28 @@ scored on classifier features by FID, recall, coverage and KID (docs/image_gans.
   python benchmarks/fashion_mnist_comparison.py --root=experiments/fmnist --jobs=2
   python benchmarks/fashion_mnist_comparison.py --root=experiments/fmnist --study=ablations
   python benchmarks/fashion_mnist_comparison.py --root=experiments/fmnist --summarize_only
+  python benchmarks/fashion_mnist_comparison.py --root=experiments/weighted --study=weighted --jobs=2
 
 Each run is `python -m smallgan_jax.main --config=configs/fashion_mnist_dcgan.py` with a
 variant's overrides, in `<root>/<variant>-s<seed>`, keeping a checkpoint at every evaluation; a
 finished run is skipped and an interrupted one resumes, so the command can be rerun until it is
-done. `--steps` extends finished runs (the same workdirs, trained on). Then every run's last
-`--last` evaluation checkpoints are scored by `python -m smallgan_jax.score` (10,000 samples,
-standing batch-norm statistics; each score appended to the run's `scores.json`, so a scored step
-is not scored again), and the tables are printed: per run the mean over those checkpoints, and
-per seed the share of the batch-16-to-64 FID gap that Small-GAN closes (against the mean of the
-batch-64 seeds). `--jobs` runs go at once, each pinned to one CPU core. `--study=gpu` (the three
-variants of the comparison on 3 seeds), `--network` and `--set KEY=VALUE` (a config setting for
-every run) are what benchmarks/gpu_comparison.sh runs at a GPU's budget.
+done. `--steps` extends finished runs (the same workdirs, trained on). As soon as a run is
+trained, its last `--last` evaluation checkpoints are scored by `python -m smallgan_jax.score`
+(10,000 samples, standing batch-norm statistics, on each of the study's scoring networks; each
+score appended to the run's `scores.json`, so a scored step is not scored again). Then the tables
+are printed, one per scoring network: per run the mean over those checkpoints, and per seed the
+share of the batch-16-to-64 FID gap that each core-set variant closes (against the mean of the
+batch-64 seeds; negative: worse than the plain GAN at 16). `--jobs` runs go at once, each pinned
+to one CPU core; `--export=FILE.json` writes every run's scores and means.
+
+The studies: "comparison" and "ablations" are docs/image_gans.md's (picked and scored on the
+`classifier` network, normal prior: what they were run with; the config has since moved on);
+"weighted" is docs/weighted_coresets.md's (the config as it is: uniform prior, picked on
+`classifier2`, scored on `classifier2` and `classifier`), "gpu" the same variants at a GPU's
+budget (benchmarks/gpu_comparison.sh, with `--network`, `--steps` and `--set KEY=VALUE` for
+every run).
 """
+import dataclasses
 import argparse
 import concurrent.futures
 import glob
@@ -36,8 +45,8 @@ from tensorboard.util import tensor_util
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/fashion_mnist_dcgan.py"
 PLAIN = ["--config.coreset.factor_prior=1", "--config.coreset.factor_target=1"]
-# The classifier network that picked and scored every run of this study (the config's default is
-# now `classifier2`): extended runs and new seeds stay comparable with the table.
+# The classifier network that picked and scored every run of the first studies (the config's
+# default is now `classifier2`): extended runs and new seeds stay comparable with their table.
 NETWORK = "classifier"
 # variant -> (label, config file, overrides).
 VARIANTS = {
@@ -51,14 +60,36 @@ VARIANTS = {
                ["--config.coreset.embedding=pixels"]),
     "unprojected": ("target core-set on unprojected classifier features",
                     "configs/fashion_mnist_dcgan_unprojected.py", []),
+    "target": ("Small-GAN, target-weighted", CONFIG, ["--config.coreset.weighting=target"]),
+    "cells": ("Small-GAN, cells-weighted", CONFIG, ["--config.coreset.weighting=cells"]),
 }
+# Variants of the batch-16 baseline and of batch 64, against which the others are compared.
+BASELINES = ("plain", "plain64")
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  """Runs (variant, seed), in the order they start; the network that picks; the networks that
+  score; config settings (`KEY=VALUE`) of every run."""
+  runs: tuple[tuple[str, int], ...]
+  network: str = NETWORK
+  scored_on: tuple[str, ...] = (NETWORK,)
+  settings: tuple[str, ...] = ("prior=normal",)
+
+
+WEIGHTED = ("plain", "smallgan", "target", "cells")
 STUDIES = {
-    "comparison": [("smallgan", s) for s in (0, 1, 2)] + [("plain", s) for s in (0, 1, 2)]
-                  + [("plain64", s) for s in (0, 1)],
-    "ablations": [(v, s) for s in (0, 1, 2) for v in ("prior_only", "target_only")]
-                 + [("pixels", 0), ("unprojected", 0)],
-    # The larger budget of benchmarks/gpu_comparison.sh: every variant of the comparison on 3 seeds.
-    "gpu": [(v, s) for v in ("smallgan", "plain", "plain64") for s in (0, 1, 2)],
+    "comparison": Study(tuple([("smallgan", s) for s in (0, 1, 2)] + [("plain", s) for s in (0, 1, 2)]
+                              + [("plain64", s) for s in (0, 1)])),
+    "ablations": Study(tuple([(v, s) for s in (0, 1, 2) for v in ("prior_only", "target_only")]
+                             + [("pixels", 0), ("unprojected", 0)])),
+    # One batch-64 run on one core while the other core trains the batch-16 runs, seed by seed.
+    "weighted": Study(tuple([("plain64", 0)] + [(v, 0) for v in WEIGHTED] + [("plain64", 1)]
+                            + [(v, s) for s in (1, 2) for v in WEIGHTED]),
+                      "classifier2", ("classifier2", "classifier"), ()),
+    # The larger budget of benchmarks/gpu_comparison.sh: every variant on 3 seeds.
+    "gpu": Study(tuple((v, s) for v in ("plain64", *WEIGHTED) for s in (0, 1, 2)),
+                 "classifier2", ("classifier2", "classifier"), ()),
 }
 NUM_SAMPLES = 10_000
 CONFIG_STEPS = 5_000  # configs/fashion_mnist_dcgan.py's num_train_steps.
@@ -142,8 +173,10 @@ def scored(path: str, network: str) -> dict[int, dict]:
   found = {}
   file = os.path.join(path, "scores.json")
   for entry in (json.load(open(file)) if os.path.exists(file) else []):
-    if entry["num"] == NUM_SAMPLES and entry["batch_stats"] == "standing":
-      found[entry["step"]] = {m: entry["metrics"][f"{network}_{m}"] for m in METRICS}
+    scores = entry["metrics"]
+    if (entry["num"] == NUM_SAMPLES and entry["batch_stats"] == "standing"
+        and all(f"{network}_{m}" in scores for m in METRICS)):
+      found[entry["step"]] = {m: scores[f"{network}_{m}"] for m in METRICS}
   return found
 
 
@@ -154,13 +187,14 @@ def score_steps(path: str, last: int) -> list[int]:
   return steps[-last:]
 
 
-def score(root: str, run: tuple[str, int], last: int, network: str, core: int) -> None:
-  """Scores the run's last `last` checkpoints that scores.json does not hold yet."""
+def score(root: str, run: tuple[str, int], last: int, networks: Sequence[str], core: int) -> None:
+  """Scores the run's last `last` checkpoints on `networks` where scores.json lacks one."""
   path = workdir(root, *run)
   for step in score_steps(path, last):
-    if step not in scored(path, network):
+    if any(step not in scored(path, network) for network in networks):
       run_logged([sys.executable, "-m", "smallgan_jax.score", f"--workdir={path}",
-                  f"--step={step}", f"--num={NUM_SAMPLES}"], os.path.join(path, "log.txt"), core)
+                  f"--step={step}", f"--num={NUM_SAMPLES}", f"--features={','.join(networks)}"],
+                 os.path.join(path, "log.txt"), core)
 
 
 def tensorboard_scalars(path: str, tags: Sequence[str]) -> dict[str, dict[int, float]]:
@@ -191,10 +225,12 @@ def run_means(root: str, run: tuple[str, int], last: int, network: str) -> dict[
   return means
 
 
-def summarize(root: str, runs: Sequence[tuple[str, int]], last: int, network: str) -> None:
+def summarize(root: str, runs: Sequence[tuple[str, int]], last: int, network: str) -> dict:
+  """Prints the table of `network`'s scores and the gaps closed; returns the runs' means."""
   means = {run: run_means(root, run, last, network) for run in runs}
-  print(f"Mean over each run's last {last} checkpoints, {NUM_SAMPLES} samples, standing "
-        "statistics; FID logged in training at the same steps:")
+  print(f"\n{network}: mean over each run's last {last} checkpoints, {NUM_SAMPLES} samples, "
+        "standing statistics; FID logged in training at the same steps (on the network that "
+        "training scored):")
   print("| run | seed | steps | FID | precision | recall | density | coverage | KID | "
         "FID logged in training |")
   print("| --- |" + " --- |" * 9)
@@ -204,16 +240,33 @@ def summarize(root: str, runs: Sequence[tuple[str, int]], last: int, network: st
           f"{m['coverage']:.3f} | {m['kid']:.2f} | {m['train_fid']:.1f} |")
   big = [m["fid"] for (v, s), m in means.items()
          if v == "plain64" and trained_steps(workdir(root, v, s))]
-  for seed in sorted({s for v, s in means if v == "smallgan"}):
-    if ("plain", seed) not in means or not big:
+  for (variant, seed), small in means.items():
+    if variant in BASELINES or ("plain", seed) not in means or not big:
       continue
-    small, plain = means["smallgan", seed], means["plain", seed]
+    plain = means["plain", seed]
     gap = plain["fid"] - np.mean(big)
     closed = (plain["fid"] - small["fid"]) / gap
-    print(f"seed {seed}: batch-16 GAN - batch-64 GAN (mean of {len(big)} seeds) = {gap:.1f} FID; "
-          f"Small-GAN closes {100 * closed:.0f}% of it; recall {small['recall']:.3f} vs "
-          f"{plain['recall']:.3f}, coverage {small['coverage']:.3f} vs {plain['coverage']:.3f} "
-          "(Small-GAN vs GAN at batch 16)")
+    print(f"seed {seed}, {VARIANTS[variant][0]}: closes {100 * closed:.0f}% of the batch-16 - "
+          f"batch-64 gap ({gap:.1f} FID, batch 64: mean of {len(big)} seeds); recall "
+          f"{small['recall']:.3f} vs {plain['recall']:.3f}, coverage {small['coverage']:.3f} vs "
+          f"{plain['coverage']:.3f} (vs the GAN at batch 16)")
+  return means
+
+
+def export(root: str, runs: Sequence[tuple[str, int]], last: int, networks: Sequence[str],
+           means: dict, path: str) -> None:
+  """Writes every run's scored checkpoints and means on each network to `path` (JSON)."""
+  rows = []
+  for variant, seed in runs:
+    run_path = workdir(root, variant, seed)
+    steps = score_steps(run_path, last)
+    rows.append({"variant": variant, "label": VARIANTS[variant][0], "seed": seed,
+                 "trained_steps": trained_steps(run_path),
+                 "scores": {n: {str(s): v for s, v in scored(run_path, n).items() if s in steps}
+                            for n in networks},
+                 "means": {n: means[n][variant, seed] for n in networks}})
+  with open(path, "w") as f:
+    json.dump({"num_samples": NUM_SAMPLES, "last": last, "runs": rows}, f, indent=1)
 
 
 def main() -> None:
@@ -225,22 +278,28 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=0,
                       help="train (or extend) every run to this many steps; 0: the config's")
   parser.add_argument("--last", type=int, default=3, help="checkpoints scored and averaged")
-  parser.add_argument("--network", default=NETWORK,
-                      help="the classifier network whose features pick and score (the study's "
-                      "runs were picked and scored on `classifier`)")
+  parser.add_argument("--network", default=None,
+                      help="the classifier network whose features pick (default: the study's)")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="a config setting for every run (--set dcgan.g_channels=64); the "
-                      "workdirs under --root must all have been trained with the same ones")
+                      help="a config setting for every run (--set dcgan.g_channels=64), after the "
+                      "study's own; the workdirs under --root must all have been trained with "
+                      "the same ones")
+  parser.add_argument("--export", default="", help="also write the runs' scores to this JSON")
   parser.add_argument("--summarize_only", action="store_true")
   args = parser.parse_args()
-  names = ["comparison", "ablations"] if args.study == "all" else [args.study]
-  runs = list(dict.fromkeys(run for name in names for run in STUDIES[name]))
+  studies = [STUDIES[n] for n in (["comparison", "ablations"] if args.study == "all"
+                                  else [args.study])]
+  runs = list(dict.fromkeys(run for study in studies for run in study.runs))
+  network = args.network or studies[0].network
+  settings = [*studies[0].settings, *args.set]
+  networks = studies[0].scored_on if args.network is None else (args.network,)
   if not args.summarize_only:
-    on_cores([lambda core, run=run: train(args.root, run, args.steps, args.network, args.set, core)
+    on_cores([lambda core, run=run: (train(args.root, run, args.steps, network, settings, core),
+                                     score(args.root, run, args.last, networks, core))
               for run in runs], args.jobs)
-    on_cores([lambda core, run=run: score(args.root, run, args.last, args.network, core)
-              for run in runs], args.jobs)
-  summarize(args.root, runs, args.last, args.network)
+  means = {n: summarize(args.root, runs, args.last, n) for n in networks}
+  if args.export:
+    export(args.root, runs, args.last, networks, means, args.export)
 
 
 if __name__ == "__main__":

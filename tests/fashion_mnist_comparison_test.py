@@ -46,3 +46,35 @@ def test_scores_are_read_for_the_runs_network_at_the_studys_sample_count(tmp_pat
   (tmp_path / "scores.json").write_text(json.dumps(entries))
   assert comparison.scored(str(tmp_path), "classifier2") == {
       500: {m: float(i) for i, m in enumerate(comparison.METRICS)}}
+
+
+def test_the_weighted_study_trains_the_config_as_it_is_and_the_first_studies_what_they_ran(
+    monkeypatch):
+  monkeypatch.chdir(comparison.ROOT)
+  weighted = comparison.STUDIES["weighted"]
+  cells = trained_config(comparison.train_command("/r", ("cells", 1), 0, weighted.network,
+                                                  weighted.settings))
+  assert (cells.coreset.weighting, cells.prior, cells.coreset.embedding) == (
+      "cells", "uniform", "classifier2")
+  first = comparison.STUDIES["comparison"]
+  smallgan = trained_config(comparison.train_command("/r", ("smallgan", 0), 0, first.network,
+                                                     first.settings))
+  assert (smallgan.coreset.weighting, smallgan.prior, smallgan.coreset.embedding) == (
+      "none", "normal", "classifier")
+
+
+def test_a_run_is_scored_on_every_network_it_lacks(tmp_path, monkeypatch):
+  run = tmp_path / "cells-s0"
+  for step in (4000, 4500, 5000):
+    (run / "checkpoints" / str(step)).mkdir(parents=True)
+  metrics = {f"classifier2_{m}": 1.0 for m in comparison.METRICS}
+  entries = [{"step": s, "num": comparison.NUM_SAMPLES, "batch_stats": "standing",
+              "metrics": {**metrics, "classifier_fid": 2.0}} for s in (4000, 4500, 5000)]
+  entries[-1]["metrics"].update({f"classifier_{m}": 2.0 for m in comparison.METRICS})
+  (run / "scores.json").write_text(json.dumps(entries))
+  commands = []
+  monkeypatch.setattr(comparison, "run_logged", lambda command, log, core: commands.append(command))
+  comparison.score(str(tmp_path), ("cells", 0), 3, ("classifier2", "classifier"), 0)
+  assert [c[-2:] for c in commands] == [[f"--num={comparison.NUM_SAMPLES}",
+                                        "--features=classifier2,classifier"]] * 2
+  assert [c[-3] for c in commands] == ["--step=4000", "--step=4500"]
