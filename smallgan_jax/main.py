@@ -60,6 +60,7 @@ def _probe(argv: list[str]) -> Optional[flags.FlagValues]:
   flags.DEFINE_string("coordinator_address", FLAGS["coordinator_address"].default, "",
                       flag_values=probe)
   flags.DEFINE_integer("num_processes", None, "", flag_values=probe)
+  flags.DEFINE_string("process_id", os.environ.get("JAX_PROCESS_ID"), "", flag_values=probe)
   flags.DEFINE_integer("initialization_timeout", FLAGS["initialization_timeout"].default, "",
                        flag_values=probe)
   try:
@@ -159,7 +160,9 @@ def failure_line(error: BaseException, runtime: bool) -> str:
             f"in {checkpoints_dir(FLAGS.workdir)}")
   if runtime:
     return (f"ERROR the runtime failed ({cause}): most likely another process of the run died "
-            f"or stopped answering (see its log); this one ended at once. Then {resume}")
+            f"or stopped answering (see its log; this one's traceback is in "
+            f"{os.environ.get(watchdog.STDERR_LOG_ENV, 'its stderr')}); this one ended at once. "
+            f"Then {resume}")
   return (f"ERROR this process failed ({cause}; the traceback is above) and ended at once, so "
           f"that the others end within the heartbeat timeout. Once the cause is fixed, {resume}")
 
@@ -199,15 +202,17 @@ def main(argv):
   except BaseException as e:  # pylint: disable=broad-except  # A bug, Ctrl-C, a lost peer.
     if not distributed.joined():
       raise
-    logging.exception("This process failed:")
-    watchdog.leave(failure_line(e, isinstance(e, jax.errors.JaxRuntimeError)), 1)
+    runtime = isinstance(e, jax.errors.JaxRuntimeError)
+    logging.exception(watchdog.RUNTIME_FAILED if runtime else "This process failed:")
+    watchdog.leave(failure_line(e, runtime), 1)
 
 
 def run() -> None:
   """The command. A process of a multi-process run trains in a child it supervises."""
   probe = _probe(sys.argv)
   if probe is not None and multi_process(probe) and not watchdog.supervised():
-    sys.exit(watchdog.supervise(checkpoints_dir(probe.workdir), join_failure(probe)))
+    sys.exit(watchdog.supervise(checkpoints_dir(probe.workdir), join_failure(probe),
+                                probe.workdir, probe.process_id))
   app.run(main, flags_parser=parse_flags)
 
 

@@ -9,6 +9,7 @@ ships in the project): a hang or an exception at a step, a SIGKILL at a step or 
 checkpoint's commit, a disk filled at a step.
 """
 import datetime
+import io
 import json
 import os
 import pathlib
@@ -20,12 +21,13 @@ import sys
 import time
 import types
 
+from absl.testing import flagsaver
 import jax
 import ml_collections
 import numpy as np
 import pytest
 
-from smallgan_jax import checkpointing, distributed
+from smallgan_jax import checkpointing, distributed, watchdog
 from tests.main_test import CONFIG, ROOT, SMALL, final_params, main_command, main_env
 
 # Short enough for a test, long enough that a loaded 2-core machine does not miss a heartbeat of
@@ -34,6 +36,12 @@ HEARTBEAT = 10
 WATCHDOG = 8
 SLACK = 15  # Seconds for the runtime to notice a missed heartbeat and for a process to exit.
 FAULT_ENV = "SMALLGAN_TEST_FAULT"
+# What the runtime's abort report and a runtime failure's traceback print; none reaches a
+# survivor's terminal.
+STACK_TRACES = re.compile(r"^F\d{4} |\*\*\* Check failure|Fatal Python error|Traceback|^  File ",
+                          re.M)
+# How the supervisor starts each run's part of its stderr log.
+LOG_START = re.compile(r"^--- .*: a training process starts$", re.M)
 
 FAULTY_MAIN = """
 import os, signal, sys, time
@@ -94,7 +102,8 @@ def start(workdir, process_id, address, *flags, fault=None, devices=2, logs=None
   # Without the compilation cache: JAX writes it from process 0 only and process 1's keys differ,
   # so process 1 would compile cold while process 0 reads the cache; under load that put their
   # first collectives more than the 30 s apart that gloo's rendezvous waits (fixed in XLA).
-  env = dict(main_env(devices), JAX_ENABLE_COMPILATION_CACHE="false")
+  # TMPDIR: the stderr log of a process whose workdir is not there yet goes there.
+  env = dict(main_env(devices), JAX_ENABLE_COMPILATION_CACHE="false", TMPDIR=str(logs))
   if fault:
     env[FAULT_ENV] = fault
   logs.mkdir(parents=True, exist_ok=True)
@@ -131,6 +140,13 @@ def last_line(result):
   return result.err.strip().splitlines()[-1]
 
 
+def stderr_log(workdir, process_id):
+  """What process `process_id`'s last run on `workdir` wrote to stderr, as its log in the workdir
+  keeps it; None without one (a run that started without its workdir keeps it elsewhere)."""
+  path = workdir / f"stderr-process{process_id}.log"
+  return LOG_START.split(path.read_text())[-1] if path.exists() else None
+
+
 def run_pair(workdir, logs, *flags, faults=None, own_flags=None, until=None):
   """Both processes on `workdir`, each with `flags` and its `own_flags`; `until(procs)` runs
   while they train."""
@@ -140,7 +156,10 @@ def run_pair(workdir, logs, *flags, faults=None, own_flags=None, until=None):
            for i in range(2)]
   if until:
     until(procs)
-  return wait(procs, logs=logs)
+  results = wait(procs, logs=logs)
+  for i, r in enumerate(results):
+    r.log = stderr_log(workdir, i)
+  return results
 
 
 def sigterm_after_first_checkpoint(workdir):
@@ -213,14 +232,28 @@ SURVIVOR_LINES = ("ERROR the training process was ended by SIGABRT (JAX aborts a
                   "ERROR the checkpoint of step ")
 
 
-def assert_others_end_within_the_heartbeat(results, victim, codes=PEER_DIED):
+def assert_others_end_within_the_heartbeat(results, victim, workdir, codes=PEER_DIED):
   """Every process but `victim` ends, with one of `codes` and one line naming the cause, within
-  the heartbeat timeout of the victim's end."""
+  the heartbeat timeout of the victim's end, without a stack trace on its terminal: when JAX's
+  runtime aborted it, the line before names the process that was gone, and what was hidden is
+  in the log its last line names."""
+  gone = (f"process {victim} of the run stopped sending heartbeats" if victim else
+          "the coordinator (process 0, which runs the run's coordination service) stopped "
+          "answering")
   for i, r in enumerate(results):
     if i != victim:
       assert r.code in codes, r.err[-3000:]
       assert r.end - results[victim].end < HEARTBEAT + SLACK
       assert last_line(r).startswith(SURVIVOR_LINES), r.err[-3000:]
+      assert not STACK_TRACES.search(r.err), r.err[-3000:]
+      if r.code == 128 + signal.SIGABRT:
+        assert r.err.strip().splitlines()[-2] == f"JAX's runtime aborted the training: {gone}"
+        assert f"{workdir}/stderr-process{i}.log holds the runtime's whole report" in last_line(r)
+        assert "*** Check failure stack trace: ***" in r.log
+      if last_line(r).startswith("ERROR the runtime failed ("):
+        assert f"this one's traceback is in {workdir}/stderr-process{i}.log" in last_line(r)
+        assert watchdog.RUNTIME_FAILED in r.log and "Traceback" in r.log
+      assert r.err.strip().splitlines()[0] in r.log
 
 
 def test_sigterm_to_one_process_stops_both_at_the_same_step(pod):
@@ -235,6 +268,10 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(pod):
   for r in pod.sigterm:
     assert set(re.findall(r"\[thread=(\S+)\] Reached preemption sync point", r.err)) == {
         "MainThread"}
+  # Started before their workdir was there, they kept their stderr in the temporary directory.
+  for i, r in enumerate(pod.sigterm):
+    log, = (pod.root / "sigterm").glob(f"smallgan-jax-stderr-process{i}-*.log")
+    assert r.log is None and last_line(r) in log.read_text()
 
 
 def test_a_killed_worker_ends_the_others_within_the_heartbeat(pod):
@@ -243,14 +280,14 @@ def test_a_killed_worker_ends_the_others_within_the_heartbeat(pod):
   assert results[1].code == 128 + signal.SIGKILL
   assert last_line(results[1]).startswith("ERROR the training process was ended by SIGKILL "
                                           "(killed by hand, or by the kernel when out of memory)")
-  assert_others_end_within_the_heartbeat(results, 1)
+  assert_others_end_within_the_heartbeat(results, 1, pod.workdir)
 
 
 def test_a_coordinator_killed_in_a_save_leaves_the_checkpoint_before(pod):
   results = pod.kill_coordinator
   assert_resumed_from(results, pod.first)
   assert results[0].code == 128 + signal.SIGKILL
-  assert_others_end_within_the_heartbeat(results, 0)
+  assert_others_end_within_the_heartbeat(results, 0, pod.workdir)
   assert any(name.startswith(f"{pod.first + 10}.orbax-checkpoint-tmp") for name in pod.unfinished)
   assert f"{pod.first + 10}" not in pod.unfinished
 
@@ -264,7 +301,7 @@ def test_an_exception_in_one_process_ends_it_at_once_and_the_others_follow(pod):
   assert last_line(failed).startswith(f"ERROR this process failed (RuntimeError: injected fault "
                                       f"at step {pod.first + 15}; the traceback is above)")
   assert failed.end - failed.fault < SLACK  # Not held by JAX's shutdown barrier (5 minutes).
-  assert_others_end_within_the_heartbeat(results, 1)
+  assert_others_end_within_the_heartbeat(results, 1, pod.workdir)
 
 
 def test_a_hung_process_is_ended_by_the_watchdog(pod):
@@ -277,7 +314,7 @@ def test_a_hung_process_is_ended_by_the_watchdog(pod):
                                     f"step {pod.first + 25})")
   assert WATCHDOG / 2 < hung.end - hung.fault < WATCHDOG + SLACK
   # The other, waiting for it in a collective, ends as when a process dies.
-  assert_others_end_within_the_heartbeat(results, 1)
+  assert_others_end_within_the_heartbeat(results, 1, pod.workdir)
 
 
 def test_every_resume_continues_the_uninterrupted_run(pod):
@@ -304,12 +341,15 @@ def test_processes_that_cannot_all_join_fail_within_the_initialization_timeout(t
   addresses = [f"localhost:{free_port()}" for _ in range(2)]
   procs = [start(tmp_path / "run", i, addresses[i], "--initialization_timeout=3",
                  logs=tmp_path / "logs") for i in range(2)]
-  for address, result in zip(addresses, wait(procs, logs=tmp_path / "logs")):
+  for i, (address, result) in enumerate(zip(addresses, wait(procs, logs=tmp_path / "logs"))):
     assert result.code == 128 + signal.SIGABRT, result.err[-3000:]
     assert last_line(result) == (
         "ERROR the processes of the run did not all join within --initialization_timeout=3 s: "
         "check that every process started, and that process 0 runs at "
-        f"--coordinator_address={address}, reachable from here")
+        f"--coordinator_address={address}, reachable from here (the runtime's report is in "
+        f"{next((tmp_path / 'logs').glob(f'smallgan-jax-stderr-process{i}-*.log'))})")
+    assert result.err.strip().splitlines()[-2].startswith("The training aborted: ")
+    assert not STACK_TRACES.search(result.err), result.err[-3000:]
     assert result.end - connecting_time(result) < 3 + SLACK
   assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -403,16 +443,163 @@ def test_a_disk_filled_during_a_run_ends_it_in_one_line_and_keeps_what_was_whole
   assert [p.name.split(".")[0] for p in (workdir / checkpointing.BROKEN_DIR).iterdir()] == ["20"]
 
 
+# What JAX's runtime prints when it aborts a process whose peer died (trimmed), for each way the
+# runtime reports it, and the line the supervisor sums it up in.
+WORKER_GONE = """\
+E1208 01:48:07.901278    3697 coordination_service.cc:1549] [1824] Use error polling to propagate \
+the following error to all tasks: UNAVAILABLE: The following tasks are unhealthy (stopped sending \
+heartbeats):
+1
+The tasks have crashed. Check the task logs for an earlier error.
+F1208 01:48:07.902340    3708 client.h:80] Terminating process because the JAX distributed \
+service detected fatal errors. absl::Status: UNAVAILABLE: The following tasks are unhealthy \
+(stopped sending heartbeats):
+/job:jax_worker/replica:0/task:1
+/job:jax_worker/replica:0/task:3
+The tasks have crashed. Check the task logs for an earlier error.
+*** Check failure stack trace: ***
+    @     0x7fbdc4740634  absl::log_internal::LogMessage::SendToLog()
+Fatal Python error: Aborted
+
+Thread 0x00007fbd5f6e96c0 (most recent call first):
+  File "/usr/lib/python3.11/threading.py", line 331 in wait
+"""
+COORDINATOR_GONE = """\
+F1208 02:00:11.255296   12432 client.h:80] Terminating process because the JAX distributed \
+service detected fatal errors. absl::Status: UNAVAILABLE: Failed to send RPC to coordination \
+service. Either the leader task was preempted/died/restarted unexpectedly or this task is \
+experiencing network issues.
+*** Check failure stack trace: ***
+"""
+REPORTS = [
+    (WORKER_GONE[WORKER_GONE.index("F1208"):],
+     "JAX's runtime aborted the training: processes 1, 3 of the run stopped sending heartbeats"),
+    (COORDINATOR_GONE, "JAX's runtime aborted the training: the coordinator (process 0, which runs "
+                       "the run's coordination service) stopped answering"),
+    ("F1208 02:00:11.255296   12432 client.h:80] Barrier timed out.\n*** Check failure",
+     "The training aborted: Barrier timed out."),
+]
+
+
+@pytest.mark.parametrize("report, cause", REPORTS, ids=["workers", "coordinator", "other"])
+def test_abort_cause_names_the_process_the_runtime_found_gone(report, cause):
+  assert watchdog.abort_cause(report) == cause
+
+
+class Kept(io.BytesIO):
+  """A log file whose text stays readable after the relay closes it."""
+
+  def close(self):
+    pass
+
+
+def relayed(text, timeout=watchdog.DRAIN_SECS):
+  """`text` through a `watchdog.Relay`, written in pieces that split lines: (what reaches the
+  terminal, the log, the relay)."""
+  read, write = os.pipe()
+  out, log = io.BytesIO(), Kept()
+  relay = watchdog.Relay(read, log, out).start()
+  data = text.encode()
+  for i in range(0, len(data), 7):
+    os.write(write, data[i:i + 7])
+  os.close(write)
+  relay.finish(timeout)
+  return out.getvalue().decode(), log.getvalue().decode(), relay
+
+
+BEFORE = "I1208 01:47:59.163852 140453290634112 reporting.py:43] [30] train/d_loss=1.43\n"
+LEFT = "\nERROR the runtime failed (JaxRuntimeError: ...): most likely another process died\n"
+RUNTIME_TRACEBACK = f"""\
+E1208 01:48:07.9 140453290634112 main.py:206] {watchdog.RUNTIME_FAILED}
+Traceback (most recent call last):
+  File "/work/main/smallgan_jax/main.py", line 190, in main
+jax.errors.JaxRuntimeError: UNKNOWN: Gloo AllGather failed: Connection closed by peer
+"""
+
+
+@pytest.mark.parametrize("hidden", [
+    WORKER_GONE[WORKER_GONE.index("F1208"):],  # The glog fatal line.
+    WORKER_GONE[WORKER_GONE.index("*** Check"):],
+    WORKER_GONE[WORKER_GONE.index("Fatal Python"):],
+    RUNTIME_TRACEBACK,
+], ids=["glog F line", "Check failure", "Fatal Python error", "runtime failure's traceback"])
+def test_relay_hides_from_the_first_fatal_line_but_the_last_line_and_logs_all(hidden):
+  text = BEFORE + hidden + LEFT + "Fatal Python error: Aborted\n  File x\na line cut off"
+  out, log, relay = relayed(text)
+  assert out == BEFORE + LEFT.lstrip()
+  assert log == text
+  assert relay.left and relay.report.decode().startswith(hidden)
+
+
+def test_relay_passes_everything_on_without_a_fatal_line():
+  text = BEFORE + 'Traceback (most recent call last):\n  File "x.py"\nRuntimeError: own bug\n'
+  out, log, relay = relayed(text + "a line cut off")
+  assert out == text + "a line cut off\n" and log == text + "a line cut off"
+  assert not relay.report and not relay.left
+
+
+def test_relay_stops_reading_when_a_grandchild_holds_the_pipe():
+  read, write = os.pipe()
+  out, log = io.BytesIO(), Kept()
+  relay = watchdog.Relay(read, log, out).start()
+  child = subprocess.Popen(["sh", "-c", "echo before >&2; sleep 60 & echo $!"],
+                           stdout=subprocess.PIPE, stderr=write)
+  os.close(write)
+  grandchild = int(child.stdout.readline())
+  child.wait()
+  started = time.monotonic()
+  relay.finish(1)
+  finished = time.monotonic()
+  os.kill(grandchild, signal.SIGKILL)
+  child.stdout.close()
+  assert 1 <= finished - started < 3
+  assert out.getvalue() == log.getvalue() == b"before\n"
+
+
+@pytest.mark.parametrize("error, logged, left", [
+    (jax.errors.JaxRuntimeError("UNKNOWN: Gloo AllGather failed"), watchdog.RUNTIME_FAILED,
+     "ERROR the runtime failed (JaxRuntimeError: UNKNOWN: Gloo AllGather failed): most likely "
+     "another process of the run died or stopped answering (see its log; this one's traceback is "
+     "in LOG); this one ended at once."),
+    (RuntimeError("own bug"), "This process failed:",
+     "ERROR this process failed (RuntimeError: own bug; the traceback is above)"),
+], ids=["the runtime", "its own code"])
+def test_a_runtime_failures_traceback_is_logged_for_the_log_only(error, logged, left, monkeypatch,
+                                                                 caplog, tmp_path):
+  """A process of a run that fails logs its traceback; after `watchdog.RUNTIME_FAILED` when the
+  runtime failed (the supervisor keeps it to the log: most often another process died), so that
+  the terminal gets one line; after its own words when its own code raised."""
+  from smallgan_jax import main, train  # pylint: disable=g-import-not-at-top
+
+  def failing(*_):
+    raise error
+
+  lines = []
+  monkeypatch.setenv(watchdog.STDERR_LOG_ENV, "LOG")
+  monkeypatch.setattr(distributed, "initialize", lambda *_: None)
+  monkeypatch.setattr(distributed, "joined", lambda: True)
+  monkeypatch.setattr(train, "train_and_evaluate", failing)
+  monkeypatch.setattr(watchdog, "leave", lambda line, code: lines.append((line, code)))
+  with flagsaver.flagsaver():
+    main.FLAGS(["main", f"--config={CONFIG}", f"--workdir={tmp_path}"])
+    main.main(["main"])
+  record, = [r for r in caplog.records if r.exc_info]
+  assert record.getMessage() == logged and record.exc_info[1] is error
+  assert lines[0][0].startswith(left) and lines[0][1] == 1
+
+
 SUPERVISED = """
 import os, signal, sys, time
 from smallgan_jax import watchdog
 if not watchdog.supervised():
-  sys.exit(watchdog.supervise("CHECKPOINTS", "JOIN FAILURE"))
+  sys.exit(watchdog.supervise("CHECKPOINTS", "JOIN FAILURE", sys.argv[2], "7"))
 signal.signal(signal.SIGTERM, lambda *_: (print("got SIGTERM", file=sys.stderr), os._exit(143)))
 print(os.getpid(), flush=True)
 mode = sys.argv[1]
-if mode == "joined, then abort":
+if mode == "joined, then aborted by the runtime":
   watchdog.report_joined()
+  sys.stderr.write(os.environ["REPORT"])
+  sys.stderr.flush()
   os.abort()
 if mode == "abort":
   os.abort()
@@ -422,20 +609,36 @@ time.sleep(60)
 """
 
 
+def supervised(mode, workdir, **env):
+  return subprocess.run([sys.executable, "-c", SUPERVISED, mode, str(workdir)], cwd=ROOT,
+                        capture_output=True, text=True, timeout=60, check=False,
+                        env={**os.environ, **env})
+
+
+def test_supervisor_keeps_the_runtimes_abort_report_to_the_log_and_names_the_cause(tmp_path):
+  out = supervised("joined, then aborted by the runtime", tmp_path, REPORT=BEFORE + WORKER_GONE)
+  assert out.returncode == 134
+  log = tmp_path / "stderr-process7.log"
+  # The runtime's error lines before its fatal one reach the terminal; none is a stack trace.
+  assert out.stderr.splitlines() == [
+      *(BEFORE + WORKER_GONE[:WORKER_GONE.index("F1208")]).splitlines(), REPORTS[0][1],
+      "ERROR the training process was ended by SIGABRT (JAX aborts a process when another process "
+      "of the run died or stopped answering, or when the coordinator is gone: the line above names "
+      f"it, and {log} holds the runtime's whole report). Its newest complete checkpoint in "
+      "CHECKPOINTS is kept: run the same command again (on every process) to resume from it"]
+  assert LOG_START.split(log.read_text()) == ["", "\n" + BEFORE + WORKER_GONE]
+
+
 @pytest.mark.parametrize("mode, code, line", [
-    ("joined, then abort", 134,
-     "ERROR the training process was ended by SIGABRT (JAX aborts a process when another process "
-     "of the run died or stopped answering, or when the coordinator is gone: the lines above name "
-     "it). Its newest complete checkpoint in CHECKPOINTS is kept: run the same command again (on "
-     "every process) to resume from it"),
-    ("abort", 134, "ERROR JOIN FAILURE"),
+    ("abort", 134, "ERROR JOIN FAILURE (the runtime's report is in {log})"),
     ("exit 3", 3, None),
 ])
-def test_supervisor_says_in_one_line_what_ended_its_child(mode, code, line):
-  out = subprocess.run([sys.executable, "-c", SUPERVISED, mode], cwd=ROOT, capture_output=True,
-                       text=True, timeout=60, check=False)
+def test_supervisor_says_in_one_line_what_ended_its_child(mode, code, line, tmp_path):
+  workdir = tmp_path / "not there yet"
+  out = supervised(mode, workdir, TMPDIR=str(tmp_path))
   assert out.returncode == code
-  assert out.stderr.strip().splitlines()[-1:] == ([line] if line else [])
+  log, = tmp_path.glob("smallgan-jax-stderr-process7-*.log")  # In the temporary directory.
+  assert out.stderr.strip().splitlines()[-1:] == ([line.format(log=log)] if line else [])
 
 
 def alive(pid):
@@ -446,9 +649,9 @@ def alive(pid):
     return False
 
 
-def test_supervisor_passes_sigterm_on_and_takes_its_child_with_it():
+def test_supervisor_passes_sigterm_on_and_takes_its_child_with_it(tmp_path):
   def started():
-    proc = subprocess.Popen([sys.executable, "-c", SUPERVISED, "wait"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-c", SUPERVISED, "wait", str(tmp_path)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, int(proc.stdout.readline())
 
