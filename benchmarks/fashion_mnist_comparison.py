@@ -6,7 +6,8 @@ scored on classifier features by FID, recall, coverage and KID (docs/image_gans.
   python benchmarks/fashion_mnist_comparison.py --root=experiments/fmnist --jobs=2
   python benchmarks/fashion_mnist_comparison.py --root=experiments/fmnist --study=ablations
   python benchmarks/fashion_mnist_comparison.py --root=experiments/fmnist --summarize_only
-  python benchmarks/fashion_mnist_comparison.py --root=experiments/weighted --study=weighted --jobs=2
+  python benchmarks/fashion_mnist_comparison.py --root=experiments/weighted --study=weighted \
+      --jobs=2
 
 Each run is `python -m smallgan_jax.main --config=configs/fashion_mnist_dcgan.py` with a
 variant's overrides, in `<root>/<variant>-s<seed>`, keeping a checkpoint at every evaluation; a
@@ -79,7 +80,7 @@ class Study:
 
 WEIGHTED = ("plain", "smallgan", "target", "cells")
 STUDIES = {
-    "comparison": Study(tuple([("smallgan", s) for s in (0, 1, 2)] + [("plain", s) for s in (0, 1, 2)]
+    "comparison": Study(tuple([(v, s) for v in ("smallgan", "plain") for s in (0, 1, 2)]
                               + [("plain64", s) for s in (0, 1)])),
     "ablations": Study(tuple([(v, s) for s in (0, 1, 2) for v in ("prior_only", "target_only")]
                              + [("pixels", 0), ("unprojected", 0)])),

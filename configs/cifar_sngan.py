@@ -19,7 +19,8 @@ Without them this config fails in seconds with one line saying how to get them. 
 generated images of CIFAR-10's shape runs at 41.6 steps/s on an H100 (24.1 ms; 50k steps: about
 20 minutes of steps, evaluations not counted), 2.7% slower than the plain GAN's
 (benchmarks/step_cost.py, docs/image_gans.md; measured before the config chose global core-sets
-and synchronised batch norm, which on one device pick from sets of the same sizes).
+and synchronised batch norm, which on one device pick from sets of the same sizes, and with the
+normal prior it had before the paper's uniform one).
 """
 from configs import default
 from smallgan_jax.data import images

@@ -7,7 +7,8 @@ and so as many real images through the critic (one critic update a step, as MEG'
 
 Encoder, generator and a joint discriminator on (x, z), the non-saturating loss, one critic update
 per generator update, no core-sets (factors 1: the baseline is the paper's plain BiGAN), Adam 1e-4
-(0.5, 0.999), and MEG's normal prior (the reference scripts', not the image GANs' uniform one). The anomaly score is Zenati et al.'s 0.9 * ||x - G(E(x))||_1 + 0.1 * ||f(x, E(x)) -
+(0.5, 0.999), and MEG's normal prior (the reference scripts', not the image GANs' uniform one).
+The anomaly score is Zenati et al.'s 0.9 * ||x - G(E(x))||_1 + 0.1 * ||f(x, E(x)) -
 f(G(E(x)), E(x))||_1, f the critic's last hidden layer.
 
 Expected (benchmarks/anomaly_table.py, seeds 0-2, 2-core CPU, about 4 minutes a run on one core):

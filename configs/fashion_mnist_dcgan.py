@@ -13,8 +13,9 @@ to 32 dimensions. Evaluations score classifier FID (`classifier2_fid`) with a cl
 accuracy) trained and the statistics and embeddings computed (benchmarks/first_step_time.py).
 
 Result (5,000 steps, 10-13 minutes on one CPU core; docs/image_gans.md), measured with the
-network `classifier` that scored and picked before issue 24 (benchmarks/fashion_mnist_comparison.py
-pins it: --config.coreset.embedding=classifier "--config.fid.features=('classifier',)"): with
+normal prior the config had before issue 32 (--config.prior=normal) and the network `classifier`
+that scored and picked before issue 24 (benchmarks/fashion_mnist_comparison.py --study=comparison
+pins both: --config.coreset.embedding=classifier "--config.fid.features=('classifier',)"): with
 standing batch-norm statistics, 10,000 samples, mean of the checkpoints at 4,000-5,000 steps,
 classifier FID 107.8 / 109.2 / 108.4 and recall 0.204 / 0.171 / 0.208 for seeds 0 / 1 / 2; the plain GAN at
 this batch 110.8 / 113.0 / 107.6 and 0.105 / 0.137 / 0.152, at batch 64 77.9 and 0.250 (seed 0).

@@ -135,8 +135,8 @@ def cell_weights(points: jax.Array, picks: jax.Array) -> jax.Array:
   weighted mean of a function over the k picks equals its mean over all n candidates wherever the
   function is constant on each cell. The weights sum to k (a candidate nearest to several picks
   counts for the earliest in `picks`); every pick is in its own cell, so each weight is at least
-  k / n (unless it duplicates an earlier pick: then 0). One (n, k) pass of squared distances in the direct form (exact ties, as in the kernel),
-  after the kernel: the picks themselves do not change.
+  k / n (0 for a pick that duplicates an earlier one). One (n, k) pass of squared distances in
+  the direct form (exact ties, as in the kernel), after the kernel: the picks do not change.
   """
   x = points.astype(jnp.float32)
   k = picks.shape[0]

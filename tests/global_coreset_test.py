@@ -13,6 +13,7 @@ import os
 import pickle
 import subprocess
 import sys
+from typing import Any
 
 import jax
 import ml_collections
@@ -73,9 +74,11 @@ def first_devices(num_devices: int) -> jax.sharding.Mesh:
   return jax.sharding.Mesh(np.asarray(jax.devices()[:num_devices]), (distributed.AXIS,))
 
 
-def sampled(config, dataset, mesh) -> list[tuple[np.ndarray, ...]]:
+def sampled(config, dataset, mesh, outputs=lambda *batches: batches
+            ) -> list[tuple[np.ndarray, ...]]:
   """Per step: the devices' real batches, D latents and G latents, each gathered in device order
-  ((n_dis, B, ...) and (G, z)), through the step's samplers on the pipeline's batches."""
+  ((n_dis, B, ...) and (G, z)), through the step's samplers on the pipeline's batches;
+  `outputs(real, d_latents, g_latents)` picks those arrays out of the samplers' results."""
   size = mesh.size
 
   def per_device(rng, batch):
@@ -83,7 +86,7 @@ def sampled(config, dataset, mesh) -> list[tuple[np.ndarray, ...]]:
     prior_rng, target_rng = jax.random.split(global_rng)
     draw = functools.partial(dataset.draw_candidates, batch=jax.tree.map(lambda x: x[0], batch))
     real = train.real_batches(config, draw, target_rng, target_rng, size, distributed.AXIS)
-    return (real, *train.global_latents(config, prior_rng, size, distributed.AXIS))
+    return outputs(real, *train.global_latents(config, prior_rng, size, distributed.AXIS))
 
   spec = jax.sharding.PartitionSpec
   run = jax.jit(jax.shard_map(
@@ -128,17 +131,24 @@ def record(path: str) -> None:
     pickle.dump(out, f)
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
-  path = tmp_path_factory.mktemp("global_coresets") / "recorded.pkl"
+def on_4_devices(module: str, function: str, folder) -> Any:
+  """What `module.function(path)` pickles to a file in `folder`, run in a process of 4 CPU
+  devices."""
+  path = folder / "recorded.pkl"
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
              JAX_PLATFORMS="cpu")
-  code = f"from tests.global_coreset_test import record; record({str(path)!r})"
+  code = f"from {module} import {function}; {function}({str(path)!r})"
   out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
                        text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   with open(path, "rb") as f:
     return pickle.load(f)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+  return on_4_devices("tests.global_coreset_test", "record",
+                      tmp_path_factory.mktemp("global_coresets"))
 
 
 @pytest.mark.parametrize("name", PAPER_CONFIGS)

@@ -365,8 +365,8 @@ def test_four_replicas_step_as_one_device_on_the_union_of_their_batches(replicas
   for u in range(config.n_dis):
     real = union([d_batches(records, r)[u][0] for r in range(4)])
     fake = union([d_batches(records, r)[u][1] for r in range(4)])  # G = identity: fakes = latents.
-    d_state, _ = train.d_update(d_state, (fake, real, jax.random.PRNGKey(0), None, None), state.g, None,
-                                config, d_loss_fn, None)
+    d_state, _ = train.d_update(d_state, (fake, real, jax.random.PRNGKey(0), None, None),
+                                state.g, None, config, d_loss_fn, None)
   z_g = union([g_batch(records, r) for r in range(4)])
   g_state, _, _ = train.g_update(state, d_state, z_g, real, jax.random.PRNGKey(0), config,
                                  g_loss_fn, None)

@@ -4,10 +4,7 @@ float64 brute force, what they do to a labelled mixture's shares, every loss ter
 global scope's slices on 1, 2 and 4 devices, and "none" bit for bit as before weighting existed.
 """
 import hashlib
-import os
 import pickle
-import subprocess
-import sys
 
 import flax.linen as nn
 import jax
@@ -25,8 +22,6 @@ from smallgan_jax.data import images, pipeline
 from smallgan_jax.model_state import ModelState
 from tests import global_coreset_test, step_mechanisms_test
 from tests.step_mechanisms_test import DIM, critic_scores, init_state, mech_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def numpy_cell_weights(points: np.ndarray, picks: np.ndarray) -> np.ndarray:
@@ -307,51 +302,28 @@ def record_weights(path: str) -> None:
   """In a process of 4 devices: each step's real, D-latent and G-latent weights, gathered in
   device order, of the tiny SN-GAN config with `cells`, on 1, 2 and 4 devices."""
   assert jax.device_count() == 4
-  dataset = global_coreset_test.tiny_dataset()
   config = global_coreset_test.paper_config("cifar_sngan")
   config.coreset.weighting = "cells"
-  out = {}
-  for count in (1, 2, 4):
-    mesh = global_coreset_test.first_devices(count)
-
-    def per_device(rng, batch, mesh_size=count):
-      _, _, global_rng = train.step_keys(rng)
-      prior_rng, target_rng = jax.random.split(global_rng)
-      draw = lambda r, s, n: dataset.draw_candidates(r, s, n, jax.tree.map(lambda x: x[0], batch))
-      real = train.real_batches(config, draw, target_rng, target_rng, mesh_size, distributed.AXIS)
-      z_d, z_g = train.global_latents(config, prior_rng, mesh_size, distributed.AXIS)
-      return real[1], z_d[1], z_g[1]
-
-    spec = jax.sharding.PartitionSpec
-    run = jax.jit(jax.shard_map(
-        per_device, mesh=mesh, in_specs=(spec(), spec(distributed.AXIS)),
-        out_specs=(spec(None, distributed.AXIS), spec(None, distributed.AXIS),
-                   spec(distributed.AXIS)), check_vma=False))
-    batches = dataset.batches(config, mesh, 1)
-    out[count] = [tuple(np.asarray(x) for x in run(jax.random.PRNGKey(s), *next(batches)))
-                  for s in range(2)]
+  weights = lambda real, z_d, z_g: (real[1], z_d[1], z_g[1])
+  out = {count: global_coreset_test.sampled(config, global_coreset_test.tiny_dataset(),
+                                            global_coreset_test.first_devices(count), weights)
+         for count in (1, 2, 4)}
   with open(path, "wb") as f:
     pickle.dump(out, f)
 
 
 @pytest.fixture(scope="module")
 def recorded_weights(tmp_path_factory):
-  path = tmp_path_factory.mktemp("weights") / "weights.pkl"
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
-  code = f"from tests.weighting_test import record_weights; record_weights({str(path)!r})"
-  out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
-                       text=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-3000:]
-  with open(path, "rb") as f:
-    return pickle.load(f)
+  return global_coreset_test.on_4_devices("tests.weighting_test", "record_weights",
+                                          tmp_path_factory.mktemp("weights"))
 
 
 def test_global_weights_sliced_over_devices_are_one_devices_weights(recorded_weights):
   """On 2 and 4 devices the slices, in device order, are one device's weights (nothing
   renormalised per device); each set's weights sum to its size, and the real ones are the float64
   cells of the step's global candidates' embedding rows."""
-  config, dataset = global_coreset_test.paper_config("cifar_sngan"), global_coreset_test.tiny_dataset()
+  config = global_coreset_test.paper_config("cifar_sngan")
+  dataset = global_coreset_test.tiny_dataset()
   for count in (2, 4):
     for want, got in zip(recorded_weights[1], recorded_weights[count]):
       for a, b in zip(want, got):
