@@ -182,10 +182,14 @@ def scored(path: str, network: str) -> dict[int, dict]:
 
 
 def score_steps(path: str, last: int) -> list[int]:
-  """The run's last `last` checkpointed steps."""
+  """The run's last `last` checkpointed steps on its checkpoint interval: a run stopped by SIGTERM
+  (or preempted) and resumed also holds the checkpoint of the step it stopped at, which is not
+  one of the evaluation steps the study averages."""
+  with open(os.path.join(path, "config.json")) as f:
+    every = json.load(f)["checkpoint_every_steps"]
   steps = sorted(int(os.path.basename(p)) for p in glob.glob(os.path.join(path, "checkpoints",
                                                                           "[0-9]*")))
-  return steps[-last:]
+  return [s for s in steps if s % every == 0][-last:]
 
 
 def score(root: str, run: tuple[str, int], last: int, networks: Sequence[str], core: int) -> None:
