@@ -184,8 +184,11 @@ def scored(path: str, network: str) -> dict[int, dict]:
 def score_steps(path: str, last: int) -> list[int]:
   """The run's last `last` checkpointed steps on its checkpoint interval: a run stopped by SIGTERM
   (or preempted) and resumed also holds the checkpoint of the step it stopped at, which is not
-  one of the evaluation steps the study averages."""
-  with open(os.path.join(path, "config.json")) as f:
+  one of the evaluation steps the study averages. None for a run not started yet: []."""
+  record = os.path.join(path, "config.json")
+  if not os.path.exists(record):
+    return []
+  with open(record) as f:
     every = json.load(f)["checkpoint_every_steps"]
   steps = sorted(int(os.path.basename(p)) for p in glob.glob(os.path.join(path, "checkpoints",
                                                                           "[0-9]*")))

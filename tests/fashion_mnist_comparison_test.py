@@ -79,3 +79,7 @@ def test_a_run_is_scored_on_every_network_it_lacks(tmp_path, monkeypatch):
   assert [c[-2:] for c in commands] == [[f"--num={comparison.NUM_SAMPLES}",
                                         "--features=classifier2,classifier"]] * 2
   assert [c[-3] for c in commands] == ["--step=4000", "--step=4500"]
+
+
+def test_a_run_not_started_has_no_steps_to_score(tmp_path):
+  assert comparison.score_steps(str(tmp_path / "cells-s2"), 3) == []
