@@ -246,16 +246,17 @@ def summarize(root: str, runs: Sequence[tuple[str, int]], last: int, network: st
     print(f"| {VARIANTS[variant][0]} | {seed} | {m['steps']} | {m['fid']:.1f} | "
           f"{m['precision']:.3f} | {m['recall']:.3f} | {m['density']:.3f} | "
           f"{m['coverage']:.3f} | {m['kid']:.2f} | {m['train_fid']:.1f} |")
-  big = [m["fid"] for (v, s), m in means.items()
-         if v == "plain64" and trained_steps(workdir(root, v, s))]
+  scored_fid = lambda run: run in means and not np.isnan(means[run]["fid"])
+  big = [m["fid"] for (v, s), m in means.items() if v == "plain64" and scored_fid((v, s))]
   for (variant, seed), small in means.items():
-    if variant in BASELINES or ("plain", seed) not in means or not big:
+    if variant in BASELINES or not (big and scored_fid((variant, seed))
+                                    and scored_fid(("plain", seed))):
       continue
     plain = means["plain", seed]
     gap = plain["fid"] - np.mean(big)
     closed = (plain["fid"] - small["fid"]) / gap
     print(f"seed {seed}, {VARIANTS[variant][0]}: closes {100 * closed:.0f}% of the batch-16 - "
-          f"batch-64 gap ({gap:.1f} FID, batch 64: mean of {len(big)} seeds); recall "
+          f"batch-64 gap ({gap:.1f} FID, batch 64: mean of {len(big)} seed(s)); recall "
           f"{small['recall']:.3f} vs {plain['recall']:.3f}, coverage {small['coverage']:.3f} vs "
           f"{plain['coverage']:.3f} (vs the GAN at batch 16)")
   return means
