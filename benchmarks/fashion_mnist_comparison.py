@@ -32,6 +32,7 @@ import dataclasses
 import argparse
 import concurrent.futures
 import glob
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -264,18 +265,23 @@ def summarize(root: str, runs: Sequence[tuple[str, int]], last: int, network: st
 
 def export(root: str, runs: Sequence[tuple[str, int]], last: int, networks: Sequence[str],
            means: dict, path: str) -> None:
-  """Writes every run's scored checkpoints and means on each network to `path` (JSON)."""
+  """Writes every finished run's scored checkpoints and means on each network to `path` (JSON),
+  with the jax version and the time."""
   rows = []
   for variant, seed in runs:
     run_path = workdir(root, variant, seed)
+    if not trained_steps(run_path):
+      continue
     steps = score_steps(run_path, last)
     rows.append({"variant": variant, "label": VARIANTS[variant][0], "seed": seed,
                  "trained_steps": trained_steps(run_path),
                  "scores": {n: {str(s): v for s, v in scored(run_path, n).items() if s in steps}
                             for n in networks},
-                 "means": {n: means[n][variant, seed] for n in networks}})
+                 "means": {n: {k: None if v != v else v for k, v in means[n][variant, seed].items()}
+                           for n in networks}})  # NaN (v != v), not logged: null in JSON.
   with open(path, "w") as f:
-    json.dump({"num_samples": NUM_SAMPLES, "last": last, "runs": rows}, f, indent=1)
+    json.dump({"jax": importlib.metadata.version("jax"), "written": time.strftime("%Y-%m-%d %H:%M"),
+               "num_samples": NUM_SAMPLES, "last": last, "runs": rows}, f, indent=1)
 
 
 def main() -> None:
