@@ -185,7 +185,7 @@ def scored(path: str, network: str) -> dict[int, dict]:
 def score_steps(path: str, last: int) -> list[int]:
   """The run's last `last` checkpointed steps on its checkpoint interval: a run stopped by SIGTERM
   (or preempted) and resumed also holds the checkpoint of the step it stopped at, which is not
-  one of the evaluation steps the study averages. None for a run not started yet: []."""
+  one of the evaluation steps the study averages. A run not started yet has none."""
   record = os.path.join(path, "config.json")
   if not os.path.exists(record):
     return []
@@ -218,10 +218,10 @@ def tensorboard_scalars(path: str, tags: Sequence[str]) -> dict[str, dict[int, f
   return found
 
 
-def run_means(root: str, run: tuple[str, int], last: int, network: str) -> dict[str, float]:
-  """The run's metrics averaged over its last `last` scored checkpoints, and the classifier FID
-  its training logged at the same steps ("train_fid": whatever statistics that run's evaluation
-  used)."""
+def run_means(root: str, run: tuple[str, int], last: int, network: str) -> dict:
+  """The run's metrics averaged over its last `last` scored checkpoints, the classifier FID its
+  training logged at the same steps ("train_fid": whatever statistics that run's evaluation
+  used), and the scores of those checkpoints ("scored": step -> metrics)."""
   path = workdir(root, *run)
   steps = score_steps(path, last)
   found = scored(path, network)
@@ -231,6 +231,7 @@ def run_means(root: str, run: tuple[str, int], last: int, network: str) -> dict[
            for m in METRICS}
   means["train_fid"] = float(np.mean([logged[s] for s in steps if s in logged] or np.nan))
   means["steps"] = f"{steps[0]}-{steps[-1]}" if steps else "-"
+  means["scored"] = {str(s): found[s] for s in steps if s in found}
   return means
 
 
@@ -269,16 +270,15 @@ def export(root: str, runs: Sequence[tuple[str, int]], last: int, networks: Sequ
   with the jax version and the time."""
   rows = []
   for variant, seed in runs:
-    run_path = workdir(root, variant, seed)
-    if not trained_steps(run_path):
+    trained = trained_steps(workdir(root, variant, seed))
+    if not trained:
       continue
-    steps = score_steps(run_path, last)
+    per_network = {n: dict(means[n][variant, seed]) for n in networks}
     rows.append({"variant": variant, "label": VARIANTS[variant][0], "seed": seed,
-                 "trained_steps": trained_steps(run_path),
-                 "scores": {n: {str(s): v for s, v in scored(run_path, n).items() if s in steps}
-                            for n in networks},
-                 "means": {n: {k: None if v != v else v for k, v in means[n][variant, seed].items()}
-                           for n in networks}})  # NaN (v != v), not logged: null in JSON.
+                 "trained_steps": trained,
+                 "scores": {n: m.pop("scored") for n, m in per_network.items()},
+                 "means": {n: {k: None if v != v else v for k, v in m.items()}
+                           for n, m in per_network.items()}})  # NaN (v != v), not logged: null.
   with open(path, "w") as f:
     json.dump({"jax": importlib.metadata.version("jax"), "written": time.strftime("%Y-%m-%d %H:%M"),
                "num_samples": NUM_SAMPLES, "last": last, "runs": rows}, f, indent=1)

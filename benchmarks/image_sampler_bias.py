@@ -79,10 +79,10 @@ def target_picks(config, dataset, steps: int) -> tuple[np.ndarray, np.ndarray, n
   size = len(dataset.source)
   candidates = np.concatenate([pipeline.candidate_indices(config.seed, step, 0, config.n_dis, n,
                                                           size) for step in range(1, steps + 1)])
-  draw = lambda rng, num_sets, m: (idx, dataset.embeddings.rows(idx))
   picks, weights = [], []
   for start in range(0, len(candidates), CHUNK):
     idx = candidates[start:start + CHUNK]
+    draw = lambda rng, num_sets, m, idx=idx: (idx, dataset.embeddings.rows(idx))
     got, w = sampling.coreset_target(None, draw, len(idx), k, config.coreset.factor_target,
                                      with_weights=True)
     picks.append(np.asarray(got))

@@ -201,10 +201,14 @@ def g_update(state: GANState, d_state: ModelState, z: jax.Array, real: jax.Array
   return g_state, aux, metrics
 
 
-def weighted(config: ml_collections.ConfigDict) -> tuple[bool, bool]:
-  """Whether `config.coreset.weighting` weights (the latents, the real samples) by their cells."""
-  weighting = config.coreset.weighting
-  return weighting == "cells", weighting in ("target", "cells")
+def weights_latents(config: ml_collections.ConfigDict) -> bool:
+  """Whether `config.coreset.weighting` weights the latents by their cells ("cells")."""
+  return config.coreset.weighting == "cells"
+
+
+def weights_real(config: ml_collections.ConfigDict) -> bool:
+  """Whether `config.coreset.weighting` weights the real samples by their cells."""
+  return config.coreset.weighting in ("target", "cells")
 
 
 def draw_latents(config: ml_collections.ConfigDict, rng: jax.Array, k_d: int,
@@ -218,7 +222,7 @@ def draw_latents(config: ml_collections.ConfigDict, rng: jax.Array, k_d: int,
   """
   sample = functools.partial(sampling.coreset_prior, factor=config.coreset.factor_prior,
                              z_dim=config.z_dim, prior=config.prior,
-                             with_weights=weighted(config)[0])
+                             with_weights=weights_latents(config))
   if k_d == k_g:
     z = sample(rng, config.n_dis + 1, k_d)
     return jax.tree.map(lambda x: x[:-1], z), jax.tree.map(lambda x: x[-1], z)
@@ -252,7 +256,7 @@ def real_batches(config: ml_collections.ConfigDict, draw: Callable, device_rng: 
   of one core-set of the global batch (`target_scope` "global", `sampling.global_coreset_target`;
   the toys draw its candidates from `global_rng`, alike on every device); with their cell
   weights (n_dis, batch_size / devices) where the config weights the real samples."""
-  factor, with_weights = config.coreset.factor_target, weighted(config)[1]
+  factor, with_weights = config.coreset.factor_target, weights_real(config)
   if config.coreset.target_scope == "global":
     return sampling.global_coreset_target(global_rng, draw, config.n_dis, config.batch_size,
                                           factor, num_replicas, axis_name, with_weights)
